@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from dumont.errors import InvalidInput, NotFound
+
+from .models import Instance, InstanceStatus
+
+
+def instance_list(*, user, status: str | None = None) -> QuerySet[Instance]:
+    instances = Instance.objects.filter(user=user)
+    if status:
+        if status not in InstanceStatus.values:
+            raise InvalidInput(
+                f"unknown status {status!r}; one of: {', '.join(InstanceStatus.values)}",
+                code="bad_status",
+            )
+        instances = instances.filter(status=status)
+    return instances
+
+
+def instance_get(*, user, instance_id) -> Instance:
+    """The user's instance; someone else's, or a malformed id, is simply not found."""
+    try:
+        key = uuid.UUID(str(instance_id))
+    except ValueError:
+        raise NotFound("no such instance") from None
+    instance = Instance.objects.filter(user=user, pk=key).first()
+    if instance is None:
+        raise NotFound("no such instance")
+    return instance
+
+
+def instance_events(*, instance: Instance):
+    return instance.events.all()

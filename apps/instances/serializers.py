@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from .models import Instance, InstanceEvent, InstanceStatus
+
+DEFAULT_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="Machine-readable code")
+    detail = serializers.CharField(help_text="What went wrong, for humans")
+    status = serializers.ChoiceField(
+        choices=InstanceStatus.choices, required=False, help_text="Current state (409 only)"
+    )
+
+
+class InstanceCreateSerializer(serializers.Serializer):
+    label = serializers.CharField(max_length=100)
+    image = serializers.CharField(max_length=300, default=DEFAULT_IMAGE)
+    disk_gb = serializers.IntegerField(min_value=8, max_value=10_000, default=32)
+    offer_id = serializers.RegexField(r"^[0-9A-Za-z_-]{1,50}$", required=False, default="")
+    gpu_name = serializers.CharField(max_length=50, required=False, default="")
+    num_gpus = serializers.IntegerField(min_value=1, max_value=16, default=1)
+    min_gpu_ram_gb = serializers.IntegerField(min_value=1, max_value=2048, required=False)
+    max_price_per_hour = serializers.DecimalField(
+        max_digits=8, decimal_places=4, min_value=Decimal("0.01"), required=False
+    )
+
+    def validate(self, attrs):
+        if not attrs.get("offer_id") and not attrs.get("gpu_name"):
+            raise serializers.ValidationError("give either offer_id or gpu_name")
+        if attrs.get("offer_id") and attrs.get("gpu_name"):
+            raise serializers.ValidationError("give offer_id or a GPU spec, not both")
+        return attrs
+
+
+class InstanceEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = InstanceEvent
+        fields = ["actor", "from_status", "to_status", "reason", "created_at"]
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    settled = serializers.BooleanField(source="is_settled", read_only=True)
+    machine_label = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Instance
+        fields = [
+            "id", "label", "status", "status_reason", "status_changed_at", "settled",
+            "provider", "gpu_name", "num_gpus", "min_gpu_ram_gb", "max_price_per_hour",
+            "requested_offer_id", "image", "disk_gb",
+            "offer_id", "machine_id", "machine_label", "machine_gpu_name", "price_per_hour",
+            "location", "ssh_host", "ssh_port", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class InstanceDetailSerializer(InstanceSerializer):
+    events = InstanceEventSerializer(many=True, read_only=True)
+
+    class Meta(InstanceSerializer.Meta):
+        fields = InstanceSerializer.Meta.fields + ["events"]
+        read_only_fields = fields

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import api
+
+app_name = "instances_api"
+
+urlpatterns = [
+    path("instances", api.InstanceListCreate.as_view(), name="list"),
+    path("instances/<str:instance_id>", api.InstanceDetail.as_view(), name="detail"),
+    path("instances/<str:instance_id>/pause", api.instance_pause, name="pause"),
+    path("instances/<str:instance_id>/resume", api.instance_resume, name="resume"),
+]

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class StandbyConfig(AppConfig):
+    name = "apps.standby"
+    label = "standby"

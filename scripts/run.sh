@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# make run: Redis, the devcloud emulator, web, a Celery worker and beat, and a demo user.
+# Everything stops with Ctrl-C. Logs are in var/log/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_redis
+mkdir -p var/log
+
+export DEBUG="${DEBUG:-true}"
+export DATABASE_URL="${DATABASE_URL:-sqlite:///var/dumont.sqlite3}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+port="${PORT:-8000}"
+devcloud_port="${DEVCLOUD_PORT:-8800}"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  log "stopping"
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+if [ -z "${VAST_API_KEY:-}" ] && [ -z "${VAST_API_URL:-}" ]; then
+  # No real vast.ai key: rent machines from the local emulator instead.
+  [ -f var/devcloud-key ] || .venv/bin/python -c 'import secrets; print(secrets.token_hex(16))' > var/devcloud-key
+  export VAST_API_KEY="$(cat var/devcloud-key)"
+  export VAST_API_URL="http://127.0.0.1:$devcloud_port"
+  log "starting devcloud (the vast.ai emulator) on $VAST_API_URL"
+  .venv/bin/python -m devcloud --host 127.0.0.1 --port "$devcloud_port" --state-dir var/devcloud \
+    --api-key "$VAST_API_KEY" \
+    --boot-delay "${DEVCLOUD_BOOT_DELAY:-lognormal:median=60,p90=180}" \
+    --time-scale "${DEVCLOUD_TIME_SCALE:-0.1}" > var/log/devcloud.log 2>&1 &
+  pids+=($!)
+  wait_for_port 127.0.0.1 "$devcloud_port" 30 devcloud
+fi
+
+log "preparing the database"
+.venv/bin/python manage.py migrate --no-input -v 0
+.venv/bin/python manage.py demo_user
+
+log "starting the Celery worker and beat (logs: var/log/worker.log, var/log/beat.log)"
+.venv/bin/celery -A dumont worker --concurrency 2 --loglevel INFO > var/log/worker.log 2>&1 &
+pids+=($!)
+.venv/bin/celery -A dumont beat --loglevel INFO --schedule var/celerybeat-schedule > var/log/beat.log 2>&1 &
+pids+=($!)
+
+log "starting the web server"
+.venv/bin/python manage.py runserver "127.0.0.1:$port" --noreload > var/log/web.log 2>&1 &
+pids+=($!)
+wait_for_port 127.0.0.1 "$port" 30 "the web server"
+
+cat <<INFO
+
+  Dumont is running:   http://127.0.0.1:$port/
+  log in as            demo / dumont-demo
+  admin                http://127.0.0.1:$port/admin/  (same login)
+  API docs             http://127.0.0.1:$port/api/v1/docs/
+  machines from        $VAST_API_URL
+
+  Ctrl-C stops everything.
+INFO
+
+wait -n "${pids[@]}"
+echo "a process exited; see var/log/" >&2

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make test: everything the test suite needs, then the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_postgres
+ensure_redis
+ensure_chromium
+
+export DEBUG=true
+export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/dumont}"
+export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/14}"
+export DUMONT_VAR_DIR="$PWD/var/test"
+mkdir -p "$DUMONT_VAR_DIR"
+
+log "running the test suite"
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,113 @@
+"""Shared fixtures: users and JWT clients, captured Celery tasks, devcloud."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        raise pytest.UsageError(
+            "Dumont's tests run on PostgreSQL: set DATABASE_URL=postgres://... (make test does)"
+        )
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user("alice", password="correct horse battery")
+
+
+@pytest.fixture
+def other_user(db):
+    return get_user_model().objects.create_user("mallory", password="another long secret")
+
+
+def _jwt_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
+
+
+@pytest.fixture
+def api(user) -> APIClient:
+    return _jwt_client(user)
+
+
+@pytest.fixture
+def other_api(other_user) -> APIClient:
+    return _jwt_client(other_user)
+
+
+@pytest.fixture
+def anon_api() -> APIClient:
+    return APIClient()
+
+
+# --- Celery tasks, captured and run by the test -------------------------------------------------
+
+
+class TaskQueue:
+    """Celery tasks sent during a test, run on demand in this process (outside any request)."""
+
+    def __init__(self):
+        self.sent: list[tuple] = []
+
+    def names(self) -> list[str]:
+        return [task.name.rsplit(".", 1)[-1] for task, _, _ in self.sent]
+
+    def drain(self, *, timeout: float = 30.0) -> list[str]:
+        """Run queued tasks (and those they queue) in order, honouring countdowns, until empty."""
+        import time
+
+        ran, deadline = [], time.monotonic() + timeout
+        while self.sent:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"tasks still queued after {timeout}s: {self.names()}")
+            task, args, options = self.sent.pop(0)
+            time.sleep(min(options.get("countdown") or 0, 1.0))
+            task.apply(args=args).get()
+            ran.append(task.name.rsplit(".", 1)[-1])
+        return ran
+
+
+@pytest.fixture
+def tasks(monkeypatch) -> TaskQueue:
+    from celery.app.task import Task
+
+    queue = TaskQueue()
+
+    def capture(self, args=None, kwargs=None, **options):
+        queue.sent.append((self, tuple(args or ()), options))
+
+    monkeypatch.setattr(Task, "apply_async", capture)
+    return queue
+
+
+# --- devcloud: the vast.ai emulator with real machines -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def devcloud_server(tmp_path_factory):
+    from devcloud.testing import run_devcloud
+
+    with run_devcloud(tmp_path_factory.mktemp("devcloud"), boot_delay="fixed:0.3") as handle:
+        yield handle
+
+
+@pytest.fixture
+def devcloud(devcloud_server, settings, tmp_path):
+    """devcloud with faults reset, and Dumont's vast provider pointed at it with fast windows."""
+    devcloud_server.reset_faults()
+    settings.VAST_API_URL = devcloud_server.url
+    settings.VAST_API_KEY = devcloud_server.api_key
+    settings.DUMONT_POLL_INTERVAL = 0.05
+    settings.DUMONT_PROVIDER_RETRY_DELAY = 0.01
+    settings.DUMONT_SSH_TIMEOUT = 2
+    yield devcloud_server
+    devcloud_server.reset_faults()
