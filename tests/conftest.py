@@ -16,6 +16,8 @@ def pytest_configure(config):
         raise pytest.UsageError(
             "Dumont's tests run on PostgreSQL: set DATABASE_URL=postgres://... (make test does)"
         )
+    # Real password hashing costs ~1 s a user; tests need users, not strong hashes.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -111,3 +113,5 @@ def devcloud(devcloud_server, settings, tmp_path):
     settings.DUMONT_SSH_TIMEOUT = 2
     yield devcloud_server
     devcloud_server.reset_faults()
+    for machine in devcloud_server.machines():  # rented offers would run out across tests
+        devcloud_server.api("DELETE", f"/api/v0/instances/{machine['id']}/")

@@ -9,8 +9,11 @@ from dumont.errors import InvalidInput, NotFound
 from .models import Instance, InstanceStatus
 
 
-def instance_list(*, user, status: str | None = None) -> QuerySet[Instance]:
+def instance_list(*, user, status: str | None = None, include_destroyed: bool = True) -> QuerySet[Instance]:
+    """The user's instances; destroyed ones can be left out unless asked for by status."""
     instances = Instance.objects.filter(user=user)
+    if not include_destroyed and not status:
+        instances = instances.exclude(status=InstanceStatus.DESTROYED)
     if status:
         if status not in InstanceStatus.values:
             raise InvalidInput(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -79,3 +80,29 @@ def ssh_handshake(host: str, port: int, *, pinned_host_key: str = "", timeout: f
     finally:
         transport.close()
         sock.close()
+
+
+def ssh_run(host: str, port: int, command: str, *, pinned_host_key: str, timeout: float | None = None) -> tuple[int, str, str]:
+    """Run one command on a machine whose host key is pinned; returns (exit status, stdout, stderr)."""
+    timeout = settings.DUMONT_SSH_TIMEOUT if timeout is None else timeout
+    client = paramiko.SSHClient()
+    name = f"[{host}]:{port}" if port != 22 else host
+    client.get_host_keys().add(name, *_pinned(pinned_host_key))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    try:
+        client.connect(
+            host, port, username=SSH_USER, pkey=control_plane_key(), timeout=timeout,
+            banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False, allow_agent=False,
+        )
+        _, stdout, stderr = client.exec_command(command, timeout=timeout)
+        out, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
+        return stdout.channel.recv_exit_status(), out, err
+    except paramiko.BadHostKeyException as exc:
+        raise HostKeyChanged(str(exc)) from None
+    finally:
+        client.close()
+
+
+def _pinned(text: str) -> tuple[str, paramiko.PKey]:
+    key_type, body = text.split()[:2]
+    return key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(body))

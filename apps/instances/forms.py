@@ -1,0 +1,43 @@
+"""Forms of the HTML pages. They check input shape only; the rules of what may happen live in services."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+
+from .models import InstanceStatus
+from .serializers import DEFAULT_IMAGE
+
+# Offered as suggestions; any name the marketplace knows is accepted.
+COMMON_GPU_NAMES = ("RTX 4090", "RTX 3090", "RTX A6000", "A100 SXM4", "H100 SXM", "L40S")
+
+
+class InstanceCreateForm(forms.Form):
+    """The page twin of serializers.InstanceCreateSerializer (same limits), for a GPU by name."""
+
+    label = forms.CharField(max_length=100, help_text="Your name for this machine.")
+    gpu_name = forms.CharField(
+        label="GPU",
+        max_length=50,
+        widget=forms.TextInput(attrs={"list": "gpu-names", "autocomplete": "off"}),
+        help_text="Pick a common model or type any name the marketplace uses.",
+    )
+    num_gpus = forms.IntegerField(label="Number of GPUs", min_value=1, max_value=16, initial=1)
+    max_price_per_hour = forms.DecimalField(
+        label="Max price per hour (USD)",
+        max_digits=8,
+        decimal_places=4,
+        min_value=Decimal("0.01"),
+        required=False,
+        help_text="Leave empty to take the cheapest matching offer.",
+    )
+    image = forms.CharField(max_length=300, initial=DEFAULT_IMAGE, help_text="Docker image to run.")
+    disk_gb = forms.IntegerField(label="Disk (GB)", min_value=8, max_value=10_000, initial=32)
+
+
+class InstanceFilterForm(forms.Form):
+    status = forms.ChoiceField(
+        choices=[("", "All statuses"), *InstanceStatus.choices], required=False
+    )
+    show_destroyed = forms.BooleanField(required=False)

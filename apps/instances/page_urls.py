@@ -1,0 +1,17 @@
+"""HTML pages, mounted at the site root (the API lives in urls.py under /api/v1/)."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "instances"
+
+urlpatterns = [
+    path("", views.instance_list, name="list"),
+    path("instances/new", views.instance_create, name="create"),
+    path("instances/<uuid:instance_id>", views.instance_detail, name="detail"),
+    path("instances/<uuid:instance_id>/row", views.instance_row, name="row"),
+    path("instances/<uuid:instance_id>/pause", views.instance_pause, name="pause"),
+    path("instances/<uuid:instance_id>/resume", views.instance_resume, name="resume"),
+    path("instances/<uuid:instance_id>/destroy", views.instance_destroy, name="destroy"),
+]
