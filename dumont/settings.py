@@ -13,8 +13,8 @@ from dumont.env import (
     env_bool,
     env_int,
     env_list,
-    env_secret,
     env_seconds,
+    env_secret,
     env_str,
 )
 
