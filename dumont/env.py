@@ -89,8 +89,15 @@ def database_from_url(url: str, *, base_dir: Path) -> dict:
         if not path:
             raise ImproperlyConfigured(f"DATABASE_URL={url!r} names no SQLite file")
         full = Path(path) if Path(path).is_absolute() else base_dir / path
-        # The web server and the Celery worker write at once under make run: wait, do not fail.
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(full), "OPTIONS": {"timeout": 20}}
+        # The web server and the Celery worker write at once under make run: take the write lock
+        # when a transaction begins (a read lock upgraded later fails at once instead of
+        # waiting), let readers go on during writes (WAL), and wait for the lock.
+        options = {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(full), "OPTIONS": options}
     if parsed.scheme in {"postgres", "postgresql"}:
         name = parsed.path.lstrip("/")
         if not name:
