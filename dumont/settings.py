@@ -167,6 +167,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE = {
+    "agents-mark-silent": {"task": "apps.instances.tasks.agents_mark_silent", "schedule": 15.0},
+}
 
 # --- Providers --------------------------------------------------------------------------------
 
@@ -189,6 +192,17 @@ DUMONT_PROVIDER_RETRY_DELAY = env_seconds("DUMONT_PROVIDER_RETRY_DELAY", 10)
 DUMONT_PROVIDER_MAX_ATTEMPTS = env_int("DUMONT_PROVIDER_MAX_ATTEMPTS", 5, minimum=1)
 DUMONT_CREATE_MAX_OFFERS = env_int("DUMONT_CREATE_MAX_OFFERS", 3, minimum=1)
 DUMONT_IDEMPOTENCY_TTL = env_seconds("DUMONT_IDEMPOTENCY_TTL", 24 * 3600)
+
+# --- The agent on each machine ------------------------------------------------------------------
+
+DUMONT_AGENT_ENABLED = env_bool("DUMONT_AGENT_ENABLED", True)
+# Where agents reach the control plane (must be reachable from the GPU machines).
+DUMONT_AGENT_CONTROL_URL = env_str("DUMONT_AGENT_CONTROL_URL", SITE_URL)
+DUMONT_AGENT_INTERVAL = env_seconds("DUMONT_AGENT_INTERVAL", 10)
+DUMONT_AGENT_SAMPLES_KEPT = env_int("DUMONT_AGENT_SAMPLES_KEPT", 360, minimum=18)
+DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT = env_seconds("DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT", 120)
+DUMONT_AGENT_SILENT_AFTER = env_seconds("DUMONT_AGENT_SILENT_AFTER", 60)
+DUMONT_AGENT_INSTALL_TIMEOUT = env_seconds("DUMONT_AGENT_INSTALL_TIMEOUT", 300)
 
 LOGGING = {
     "version": 1,

@@ -111,6 +111,7 @@ def devcloud(devcloud_server, settings, tmp_path):
     settings.DUMONT_POLL_INTERVAL = 0.05
     settings.DUMONT_PROVIDER_RETRY_DELAY = 0.01
     settings.DUMONT_SSH_TIMEOUT = 2
+    settings.DUMONT_AGENT_ENABLED = False  # tests about the agent switch it on
     yield devcloud_server
     devcloud_server.reset_faults()
     for machine in devcloud_server.machines():  # rented offers would run out across tests

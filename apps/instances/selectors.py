@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from dumont.errors import InvalidInput, NotFound
 
-from .models import Instance, InstanceStatus
+from .models import AgentCommand, AgentSample, Instance, InstanceStatus
 
 
 def instance_list(*, user, status: str | None = None, include_destroyed: bool = True) -> QuerySet[Instance]:
@@ -38,3 +38,13 @@ def instance_get(*, user, instance_id) -> Instance:
 
 def instance_events(*, instance: Instance):
     return instance.events.all()
+
+
+def instance_recent_samples(*, instance: Instance, limit: int = 60) -> list[AgentSample]:
+    """The newest samples of the instance's agent, oldest first (for sparklines)."""
+    newest = AgentSample.objects.filter(instance=instance).order_by("-at")[:limit]
+    return list(reversed(newest))
+
+
+def instance_recent_commands(*, instance: Instance, limit: int = 20):
+    return AgentCommand.objects.filter(instance=instance).order_by("-created_at")[:limit]

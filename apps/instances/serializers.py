@@ -4,7 +4,8 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from .models import Instance, InstanceEvent, InstanceStatus
+from .models import Agent, AgentCommand, AgentSample, Instance, InstanceEvent, InstanceStatus
+from .selectors import instance_recent_commands, instance_recent_samples
 
 DEFAULT_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
 
@@ -59,9 +60,41 @@ class InstanceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class AgentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Agent
+        fields = ["status", "error", "version", "installed_at", "first_heartbeat_at", "last_heartbeat_at", "latest"]
+        read_only_fields = fields
+
+
+class AgentSampleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AgentSample
+        fields = ["at", "gpu_util_max", "gpu_error", "ssh_sessions", "last_input_age_s",
+                  "jupyter_busy_kernels", "cpu_percent"]
+        read_only_fields = fields
+
+
+class AgentCommandSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AgentCommand
+        fields = ["id", "kind", "args", "status", "attempts", "progress", "result", "error", "actor",
+                  "created_at", "delivered_at", "acknowledged_at", "finished_at"]
+        read_only_fields = fields
+
+
 class InstanceDetailSerializer(InstanceSerializer):
     events = InstanceEventSerializer(many=True, read_only=True)
+    agent = AgentSerializer(read_only=True, allow_null=True, default=None)
+    recent_samples = serializers.SerializerMethodField()
+    commands = serializers.SerializerMethodField()
 
     class Meta(InstanceSerializer.Meta):
-        fields = InstanceSerializer.Meta.fields + ["events"]
+        fields = InstanceSerializer.Meta.fields + ["events", "agent", "recent_samples", "commands"]
         read_only_fields = fields
+
+    def get_recent_samples(self, instance) -> list[dict]:
+        return AgentSampleSerializer(instance_recent_samples(instance=instance), many=True).data
+
+    def get_commands(self, instance) -> list[dict]:
+        return AgentCommandSerializer(instance_recent_commands(instance=instance), many=True).data

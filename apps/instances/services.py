@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from dumont.errors import Conflict, IllegalTransition, InvalidInput
 
+from . import agent_services
 from .models import ALLOWED_FROM, IdempotencyRecord, Instance, InstanceEvent, InstanceStatus
 
 S = InstanceStatus
@@ -183,12 +184,16 @@ def instance_record_machine(*, instance_id, machine_id: str) -> Instance:
 
 
 def instance_record_ready(*, instance_id, ssh_host: str, ssh_port: int, ssh_host_key: str) -> Instance:
-    """The provider says running and our key completed an SSH handshake at its address."""
+    """The provider says running and our key completed an SSH handshake at its address.
+
+    The agent is (re)installed on every arrival in running: a stop kills its process.
+    """
     return _transition(
         instance_id=instance_id,
         to=S.RUNNING,
         actor="system:watch",
         reason=f"SSH ready at {ssh_host}:{ssh_port}",
+        then="agent_install" if settings.DUMONT_AGENT_ENABLED else None,
         ssh_host=ssh_host,
         ssh_port=ssh_port,
         ssh_host_key=ssh_host_key,
@@ -216,13 +221,16 @@ def instance_record_waiting(*, instance_id, reason: str) -> None:
 
 
 def instance_record_destroyed(*, instance_id, reason: str = "machine destroyed") -> Instance:
-    return _transition(
-        instance_id=instance_id,
-        to=S.DESTROYED,
-        actor="system:destroy",
-        reason=reason,
-        deadline_at=None,
-    )
+    with transaction.atomic():
+        instance = _transition(
+            instance_id=instance_id,
+            to=S.DESTROYED,
+            actor="system:destroy",
+            reason=reason,
+            deadline_at=None,
+        )
+        agent_services.agent_token_revoke(instance_id=instance_id)  # its token dies with it
+    return instance
 
 
 def instance_fail(*, instance_id, reason: str, actor: str = "system") -> Instance:

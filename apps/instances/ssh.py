@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import socket
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -82,25 +83,38 @@ def ssh_handshake(host: str, port: int, *, pinned_host_key: str = "", timeout: f
         sock.close()
 
 
-def ssh_run(host: str, port: int, command: str, *, pinned_host_key: str, timeout: float | None = None) -> tuple[int, str, str]:
-    """Run one command on a machine whose host key is pinned; returns (exit status, stdout, stderr)."""
+@contextmanager
+def ssh_session(host: str, port: int, *, pinned_host_key: str, timeout: float | None = None):
+    """A connected paramiko client that refuses any host key but the pinned one."""
     timeout = settings.DUMONT_SSH_TIMEOUT if timeout is None else timeout
     client = paramiko.SSHClient()
     name = f"[{host}]:{port}" if port != 22 else host
     client.get_host_keys().add(name, *_pinned(pinned_host_key))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
-        client.connect(
-            host, port, username=SSH_USER, pkey=control_plane_key(), timeout=timeout,
-            banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False, allow_agent=False,
-        )
-        _, stdout, stderr = client.exec_command(command, timeout=timeout)
-        out, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
-        return stdout.channel.recv_exit_status(), out, err
-    except paramiko.BadHostKeyException as exc:
-        raise HostKeyChanged(str(exc)) from None
+        try:
+            client.connect(
+                host, port, username=SSH_USER, pkey=control_plane_key(), timeout=timeout,
+                banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False, allow_agent=False,
+            )
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyChanged(str(exc)) from None
+        yield client
     finally:
         client.close()
+
+
+def ssh_exec(client: paramiko.SSHClient, command: str, *, timeout: float) -> tuple[int, str, str]:
+    """Run one command; returns (exit status, stdout, stderr)."""
+    _, stdout, stderr = client.exec_command(command, timeout=timeout)
+    out, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
+    return stdout.channel.recv_exit_status(), out, err
+
+
+def ssh_run(host: str, port: int, command: str, *, pinned_host_key: str, timeout: float | None = None) -> tuple[int, str, str]:
+    """Run one command on a machine whose host key is pinned; returns (exit status, stdout, stderr)."""
+    with ssh_session(host, port, pinned_host_key=pinned_host_key, timeout=timeout) as client:
+        return ssh_exec(client, command, timeout=settings.DUMONT_SSH_TIMEOUT if timeout is None else timeout)
 
 
 def _pinned(text: str) -> tuple[str, paramiko.PKey]:

@@ -14,15 +14,16 @@ from django.conf import settings
 
 from dumont.errors import IllegalTransition
 
-from . import orchestration
+from . import agent_install as installer
+from . import agent_services, orchestration
 from .providers.base import ProviderError
 
 log = logging.getLogger(__name__)
 
 
-def _run_step(task, step: str, instance_id: str):
+def _run_step(task, step: str, instance_id: str, module=orchestration):
     try:
-        return getattr(orchestration, step)(instance_id)
+        return getattr(module, step)(instance_id)
     except IllegalTransition as exc:
         log.info("instance %s: %s skipped, state moved on (%s)", instance_id, step, exc)
     except ProviderError as exc:
@@ -64,3 +65,18 @@ def instance_start_machine(self, instance_id: str) -> None:
 @_task
 def instance_destroy_machine(self, instance_id: str) -> None:
     _run_step(self, "destroy_machine", instance_id)
+
+
+@_task
+def agent_install(self, instance_id: str) -> None:
+    _run_step(self, "install", instance_id, module=installer)
+
+
+@_task
+def agent_expect_heartbeat(self, instance_id: str) -> None:
+    _run_step(self, "expect_heartbeat", instance_id, module=installer)
+
+
+@shared_task
+def agents_mark_silent() -> int:
+    return agent_services.agents_mark_silent()

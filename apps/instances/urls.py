@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api
+from . import agent_api, api
 
 app_name = "instances_api"
 
@@ -9,4 +9,5 @@ urlpatterns = [
     path("instances/<str:instance_id>", api.InstanceDetail.as_view(), name="detail"),
     path("instances/<str:instance_id>/pause", api.instance_pause, name="pause"),
     path("instances/<str:instance_id>/resume", api.instance_resume, name="resume"),
+    path("agent/status", agent_api.AgentStatusView.as_view(), name="agent-status"),
 ]

@@ -23,7 +23,13 @@ def _database_url() -> str:
 
 
 @pytest.fixture
-def celery_worker(transactional_db, devcloud, tmp_path):
+def worker_env() -> dict[str, str]:
+    """Extra settings for the worker process; a test overrides this fixture to change them."""
+    return {"DUMONT_AGENT_ENABLED": "false"}
+
+
+@pytest.fixture
+def celery_worker(transactional_db, devcloud, tmp_path, worker_env):
     """A `celery worker` subprocess that shares this test's database, broker and devcloud."""
     redis.Redis.from_url(django_settings.CELERY_BROKER_URL).flushdb()  # no tasks from earlier runs
     env = {
@@ -35,6 +41,8 @@ def celery_worker(transactional_db, devcloud, tmp_path):
         "DUMONT_POLL_INTERVAL": "0.1",
         "DUMONT_PROVIDER_RETRY_DELAY": "0.1",
         "DUMONT_SSH_KEY_FILE": str(django_settings.DUMONT_SSH_KEY_FILE),
+        "DUMONT_VAR_DIR": str(django_settings.VAR_DIR),
+        **worker_env,
     }
     log = open(tmp_path / "worker.log", "w")
     worker = subprocess.Popen(
