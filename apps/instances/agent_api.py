@@ -25,8 +25,8 @@ class AgentPrincipal:
 
     is_authenticated = True
 
-    def __init__(self, agent):
-        self.agent = agent
+    def __init__(self, identity: agent_services.AgentIdentity):
+        self.identity = identity
 
 
 class AgentTokenAuthentication(BaseAuthentication):

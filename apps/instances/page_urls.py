@@ -11,6 +11,7 @@ urlpatterns = [
     path("instances/new", views.instance_create, name="create"),
     path("instances/<uuid:instance_id>", views.instance_detail, name="detail"),
     path("instances/<uuid:instance_id>/row", views.instance_row, name="row"),
+    path("instances/<uuid:instance_id>/agent", views.instance_agent, name="agent"),
     path("instances/<uuid:instance_id>/pause", views.instance_pause, name="pause"),
     path("instances/<uuid:instance_id>/resume", views.instance_resume, name="resume"),
     path("instances/<uuid:instance_id>/destroy", views.instance_destroy, name="destroy"),

@@ -22,10 +22,12 @@ from dumont.errors import DomainError, IllegalTransition, NotFound
 
 from . import selectors, services
 from .forms import COMMON_GPU_NAMES, InstanceCreateForm, InstanceFilterForm
-from .models import Instance
+from .models import Instance, InstanceStatus
+from .sparkline import sparkline
 
 ROW_TEMPLATE = "instances/_row.html"
 STATUS_TEMPLATE = "instances/_status.html"
+AGENT_TEMPLATE = "instances/_agent.html"
 
 
 def _actor(request: HttpRequest) -> str:
@@ -46,6 +48,17 @@ def _wants_fragment(request: HttpRequest) -> bool:
 
 def _status_context(instance: Instance, **extra) -> dict:
     return {"instance": instance, "events": selectors.instance_events(instance=instance), **extra}
+
+
+def _agent_context(instance: Instance) -> dict:
+    panel = selectors.instance_agent_panel(instance=instance)
+    return {
+        "instance": instance,
+        "panel": panel,
+        "gpu_chart": sparkline([sample.gpu_util_max for sample in panel.samples]),
+        # Also on the way to running: the agent is installed as the machine comes up.
+        "agent_polling": instance.status == InstanceStatus.RUNNING or not instance.is_settled,
+    }
 
 
 def _polled(request: HttpRequest, template: str, context: dict) -> HttpResponse:
@@ -90,7 +103,19 @@ def instance_detail(request: HttpRequest, instance_id) -> HttpResponse:
     instance = _instance_or_404(request, instance_id)
     if _wants_fragment(request):
         return _polled(request, STATUS_TEMPLATE, _status_context(instance))
-    return render(request, "instances/detail.html", _status_context(instance))
+    return render(request, "instances/detail.html", {**_status_context(instance), **_agent_context(instance)})
+
+
+@login_required
+@require_GET
+def instance_agent(request: HttpRequest, instance_id) -> HttpResponse:
+    """The agent panel, polled while the instance runs; 286 stops the polling."""
+    instance = _instance_or_404(request, instance_id)
+    context = _agent_context(instance)
+    html = render_to_string(AGENT_TEMPLATE, context, request)
+    if context["agent_polling"]:
+        return HttpResponse(html)
+    return HttpResponseStopPolling(html)
 
 
 @login_required
