@@ -34,7 +34,7 @@ for candidate in python3 /usr/bin/python3 /opt/conda/bin/python3 /usr/local/bin/
     PY=$(command -v "$candidate"); break
   fi
 done
-[ -n "$PY" ] || { echo "no Python 3.9+ found on the machine" >&2; exit 10; }
+[ -n "$PY" ] || {{ echo "no Python 3.9+ found on the machine" >&2; exit 10; }}
 rm -rf lib.new
 if command -v nvidia-smi >/dev/null 2>&1 || [ -e /dev/nvidia0 ]; then
   "$PY" -m pip install -q --disable-pip-version-check --target lib.new "dist/{wheel}[nvml]" >&2

@@ -1,0 +1,97 @@
+"""`python -m agent run` / `dumont-agent run`: the agent on a GPU machine.
+
+Exit status: 0 stopped by a stop_agent command (or SIGTERM/SIGINT), 2 bad configuration, 3 the control
+plane rejected the token (the instance is gone), 4 the control plane was out of reach for
+longer than --protect-after and the agent protected the workspace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from . import __version__
+from .activity import ActivityMonitor
+from .client import ControlPlane
+from .commands import CommandRunner, Journal
+from .config import Config, ConfigError, add_run_arguments, load_config
+from .gpu import GpuMonitor, open_gpu_monitor
+from .protect import protect_workspace
+from .runner import EXIT_CONFIG, EXIT_STOPPED, Runner, Sampler, Timing
+
+log = logging.getLogger("dumont.agent")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _log_to_stderr()
+    env = dict(os.environ)
+    try:
+        config = load_config(args, env)
+        _make_state_dir(config)
+        gpu = open_gpu_monitor(config.gpu_backend, env, config.interval_s)
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_CONFIG
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_on_signal)
+    try:
+        return _runner(config, gpu, env).run()
+    finally:
+        gpu.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dumont-agent", description="Dumont's agent for a GPU machine.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="report this machine to the control plane and run its commands")
+    add_run_arguments(run)
+    return parser
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s dumont-agent %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def _make_state_dir(config: Config) -> None:
+    try:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the state dir {config.state_dir}: {exc}") from None
+
+
+def _runner(config: Config, gpu: GpuMonitor, env: dict[str, str]) -> Runner:
+    log.info(
+        "dumont-agent %s starting: instance %s, control plane %s, interval %g s, GPU readings from %s, "
+        "protecting the workspace after %g s out of reach",
+        __version__,
+        config.instance_id,
+        config.url,
+        config.interval_s,
+        gpu.name,
+        config.protect_after_s,
+    )
+    return Runner(
+        instance_id=config.instance_id,
+        control_plane=ControlPlane(config.url, config.token, timeout_s=min(10.0, max(1.0, config.interval_s))),
+        sampler=Sampler(gpu, ActivityMonitor(env=env)),
+        commands=CommandRunner(Journal(config.state_dir / "commands.json")),
+        timing=Timing(interval_s=config.interval_s, protect_after_s=config.protect_after_s),
+        protect=protect_workspace,
+    )
+
+
+def _exit_on_signal(signum, frame) -> None:
+    log.info("%s: stopping", signal.Signals(signum).name)
+    sys.exit(EXIT_STOPPED)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
