@@ -32,6 +32,11 @@ class InvalidInput(DomainError):
     code = "invalid"
 
 
+class Unauthenticated(DomainError):
+    http_status = status.HTTP_401_UNAUTHORIZED
+    code = "authentication_failed"
+
+
 class NotFound(DomainError):
     http_status = status.HTTP_404_NOT_FOUND
     code = "not_found"

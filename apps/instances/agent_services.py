@@ -1,8 +1,8 @@
 """Writes about an instance's agent: tokens, heartbeats, commands, install progress.
 
-A heartbeat costs a bounded number of queries whatever it carries: one indexed read to
-authenticate and one statement that stores everything and delivers pending commands (plus
-one per command update, which are rare), in a transaction that does not wait for the WAL flush.
+A heartbeat costs one statement whatever it carries: it authenticates the token, stores the
+samples and delivers pending commands (HEARTBEAT_SQL). Command updates, which are rare, add one
+read and one update each.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agent import wire
-from dumont.errors import InvalidInput, NotFound
+from dumont.errors import InvalidInput, NotFound, Unauthenticated
 
 from .models import (
     COMMAND_FINAL,
@@ -68,80 +68,104 @@ WHERE a.token_hash = %s AND i.status <> 'destroyed'
 
 def agent_authenticate(token: str) -> AgentIdentity | None:
     """The agent a token speaks for, unless its instance is destroyed (one indexed lookup)."""
-    if not token:
-        return None
+    return _authenticate_digest(token_digest(token)) if token else None
+
+
+def _authenticate_digest(digest: str) -> AgentIdentity | None:
     with connection.cursor() as cursor:
-        cursor.execute(AUTHENTICATE_SQL, [token_digest(token)])
+        cursor.execute(AUTHENTICATE_SQL, [digest])
         row = cursor.fetchone()
     return AgentIdentity(*row) if row else None
 
 
 # --- heartbeats ---------------------------------------------------------------------------------
 
-# One round trip stores a heartbeat: the agent row, every sample (upserted into the ring) and
-# the delivery of pending commands. Heartbeats are the hottest path of the control plane, and
-# the ORM spends more time building these three statements than PostgreSQL spends running them.
+# One round trip authenticates and stores a heartbeat: the agent row, every sample (upserted
+# into the ring) and the delivery of pending commands, in one autocommitted statement.
+# Heartbeats are the hottest path of the control plane; the ORM would spend more time building
+# these statements, and the extra round trips more, than PostgreSQL spends running them.
+# The statement turns synchronous_commit off for itself: heartbeats are telemetry, after a
+# database crash the agent sends the next one within seconds and an unacknowledged command is
+# simply delivered again, so the commit need not wait for the WAL flush (the disk's fsync rate
+# would otherwise cap ingestion).
 HEARTBEAT_SQL = """
-WITH touched AS (
-    UPDATE instances_agent
+WITH relaxed AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+), touched AS (
+    UPDATE instances_agent AS a
     SET status = 'healthy', error = '', version = %(version)s, last_heartbeat_at = %(now)s,
-        first_heartbeat_at = COALESCE(first_heartbeat_at, %(now)s), last_seq = %(seq)s,
-        samples_received = samples_received + %(count)s, latest = COALESCE(%(latest)s::jsonb, latest)
-    WHERE instance_id = %(instance)s
+        first_heartbeat_at = COALESCE(a.first_heartbeat_at, %(now)s), last_seq = %(seq)s,
+        samples_received = a.samples_received + %(count)s,
+        latest = COALESCE(%(latest)s::jsonb, a.latest)
+    FROM instances_instance AS i
+    WHERE a.token_hash = %(token_hash)s AND a.instance_id = %(instance)s
+        AND i.id = a.instance_id AND i.status <> 'destroyed'
+    RETURNING a.instance_id, a.samples_received - %(count)s AS first_slot
 ), stored AS (
     INSERT INTO instances_agentsample
         (instance_id, slot, at, gpu_util_max, gpu_error, ssh_sessions, last_input_age_s,
          jupyter_busy_kernels, cpu_percent, data)
-    SELECT %(instance)s, s.slot, to_timestamp(s.at), s.gpu, s.err, s.ssh, s.age, s.jup, s.cpu, s.data
-    FROM jsonb_to_recordset(%(samples)s::jsonb)
-        AS s(slot int, at float8, gpu float8, err text, ssh int, age float8, jup int, cpu float8, data jsonb)
+    SELECT t.instance_id, (t.first_slot + s.n) %% %(ring)s, to_timestamp(s.at), s.gpu, s.err, s.ssh,
+        s.age, s.jup, s.cpu, s.data
+    FROM touched AS t, jsonb_to_recordset(%(samples)s::jsonb)
+        AS s(n int, at float8, gpu float8, err text, ssh int, age float8, jup int, cpu float8, data jsonb)
     ON CONFLICT (instance_id, slot) DO UPDATE SET
         at = EXCLUDED.at, gpu_util_max = EXCLUDED.gpu_util_max, gpu_error = EXCLUDED.gpu_error,
         ssh_sessions = EXCLUDED.ssh_sessions, last_input_age_s = EXCLUDED.last_input_age_s,
         jupyter_busy_kernels = EXCLUDED.jupyter_busy_kernels, cpu_percent = EXCLUDED.cpu_percent,
         data = EXCLUDED.data
 ), delivered AS (
-    UPDATE instances_agentcommand
-    SET status = 'delivered', attempts = attempts + 1, delivered_at = %(now)s
-    WHERE instance_id = %(instance)s AND status IN ('pending', 'delivered')
-    RETURNING id, kind, args, created_at
+    UPDATE instances_agentcommand AS c
+    SET status = 'delivered', attempts = c.attempts + 1, delivered_at = %(now)s
+    FROM touched AS t
+    WHERE c.instance_id = t.instance_id AND c.status IN ('pending', 'delivered')
+    RETURNING c.id, c.kind, c.args, c.created_at
 )
-SELECT id, kind, args FROM delivered ORDER BY created_at
+SELECT d.id, d.kind, d.args
+FROM touched CROSS JOIN relaxed LEFT JOIN delivered AS d ON true
+ORDER BY d.created_at
 """
 
 
-def agent_heartbeat_record(*, agent: AgentIdentity, heartbeat: wire.Heartbeat) -> wire.HeartbeatReply:
-    if heartbeat.instance_id != str(agent.instance_id):
-        raise NotFound("no such instance", code="not_found")  # a token speaks for its own instance
-    now = timezone.now()
-    with transaction.atomic():
-        _relax_durability()
+def agent_heartbeat_record(*, token: str, heartbeat: wire.Heartbeat) -> wire.HeartbeatReply:
+    """Store a heartbeat from the agent holding `token`; reply with its pending commands.
+
+    Raises Unauthenticated for an unknown or revoked token, and NotFound when the token belongs
+    to another instance than the heartbeat names (a token speaks only for its own instance).
+    """
+    digest = token_digest(token)
+    if heartbeat.updates:  # rare: command progress goes first, so a finished command is not re-sent
+        identity = _identity_for(digest, heartbeat)
+        now = timezone.now()
         for update in heartbeat.updates:
-            _apply_command_update(agent.instance_id, update, now)
-        with connection.cursor() as cursor:
-            cursor.execute(HEARTBEAT_SQL, _heartbeat_params(agent, heartbeat, now))
-            delivered = cursor.fetchall()
+            _apply_command_update(identity.instance_id, update, now)
+    with connection.cursor() as cursor:
+        cursor.execute(HEARTBEAT_SQL, _heartbeat_params(digest, heartbeat))
+        rows = cursor.fetchall()
+    if not rows:
+        _identity_for(digest, heartbeat)  # raises the right error
+        raise Unauthenticated("unknown or revoked agent token")  # revoked in between
     return wire.HeartbeatReply(
-        commands=[wire.Command(id=str(pk), kind=kind, args=_json(args)) for pk, kind, args in delivered],
+        commands=[wire.Command(id=str(pk), kind=kind, args=_json(args)) for pk, kind, args in rows if pk],
         interval_s=settings.DUMONT_AGENT_INTERVAL,
     )
 
 
-def _relax_durability() -> None:
-    """Heartbeats are telemetry: after a database crash the agent sends the next one within
-    seconds, and an unacknowledged command is simply delivered again. So their commit does not
-    wait for the WAL flush, which would otherwise cap ingestion at the disk's fsync rate.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit = off")
+def _identity_for(digest: str, heartbeat: wire.Heartbeat) -> AgentIdentity:
+    identity = _authenticate_digest(digest)
+    if identity is None:
+        raise Unauthenticated("unknown or revoked agent token")
+    if heartbeat.instance_id != str(identity.instance_id):
+        raise NotFound("no such instance")
+    return identity
 
 
-def _heartbeat_params(agent: AgentIdentity, heartbeat: wire.Heartbeat, now) -> dict:
+def _heartbeat_params(digest: str, heartbeat: wire.Heartbeat) -> dict:
     ring = settings.DUMONT_AGENT_SAMPLES_KEPT
     samples = heartbeat.samples[-ring:]  # a replay longer than the ring keeps its newest part
     rows = [
         {
-            "slot": (agent.samples_received + offset) % ring,
+            "n": offset,
             "at": sample.at,
             "gpu": None if sample.gpu_error else sample.max_gpu_utilization,
             "err": sample.gpu_error or "",
@@ -154,11 +178,13 @@ def _heartbeat_params(agent: AgentIdentity, heartbeat: wire.Heartbeat, now) -> d
         for offset, sample in enumerate(samples)
     ]
     return {
-        "instance": agent.instance_id,
+        "token_hash": digest,
+        "instance": _uuid_or_none(heartbeat.instance_id),
         "version": heartbeat.agent_version[:30],
-        "now": now,
+        "now": timezone.now(),
         "seq": heartbeat.seq,
         "count": len(samples),
+        "ring": ring,
         "latest": json.dumps(rows[-1]["data"]) if rows else None,
         "samples": json.dumps(rows),
     }
