@@ -9,6 +9,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from agent import wire
+from tests.polling import wait_for  # noqa: F401  (re-exported for the agent tests)
 
 TOKEN = "secret-agent-token"
 
@@ -153,12 +154,3 @@ def sleep_until_deadline(seconds: float) -> Callable[[float], None]:
         time.sleep(duration)
 
     return sleep
-
-
-def wait_for(check: Callable[[], object], *, timeout: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-    return value

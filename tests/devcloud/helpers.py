@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import paramiko
 import requests
 
 from devcloud.testing import DevCloud
-
-
-def wait_for(check: Callable[[], object], *, timeout: float = 5.0, interval: float = 0.02, what: str = "condition"):
-    """Poll until `check()` is truthy and return it; fail with the last value at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        time.sleep(interval)
+from tests.polling import wait_for  # noqa: F401  (re-exported for the devcloud tests)
 
 
 class Vast:

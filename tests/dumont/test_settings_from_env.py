@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from dumont.env import database_from_url, env_bool, env_int, env_secret, env_seconds
+from dumont.env import database_from_url, env_bool, env_int, env_seconds, env_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,6 +13,8 @@ import redis
 from django.conf import settings as django_settings
 from django.db import connection
 
+from tests.polling import wait_for  # noqa: F401  (re-exported for the e2e tests)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -72,15 +74,3 @@ def _wait_for_line(path: Path, needle: str, process, *, timeout: float) -> None:
             raise RuntimeError(f"worker exited early:\n{path.read_text()[-3000:]}")
         time.sleep(0.1)
     raise RuntimeError(f"worker not ready after {timeout}s:\n{path.read_text()[-3000:]}")
-
-
-def wait_for(predicate, *, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
-    """Poll until predicate() returns something truthy; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

@@ -6,7 +6,6 @@ tests/e2e runs the same flow through a real worker.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from apps.instances.models import Instance, InstanceStatus
 from apps.instances.providers.base import MachineState, OfferQuery
 from apps.instances.providers.registry import get_provider
 from apps.instances.ssh import ssh_handshake
+from tests.polling import wait_for
 
 S = InstanceStatus
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -157,7 +157,7 @@ def test_running_is_not_ready_while_ssh_does_not_answer(user, devcloud, tasks, s
     def provider_says_running():
         return provider.get(reload(instance).machine_id).state == MachineState.RUNNING
 
-    wait_until(provider_says_running)
+    wait_for(provider_says_running, timeout=10, what="the provider to report running")
     assert orchestration.watch(instance.id) == settings.DUMONT_POLL_INTERVAL
     assert reload(instance).status == S.BOOTING
 
@@ -167,13 +167,6 @@ def test_running_is_not_ready_while_ssh_does_not_answer(user, devcloud, tasks, s
         if orchestration.watch(instance.id) is None:
             break
     assert reload(instance).status == S.RUNNING
-
-
-def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_a_machine_arriving_after_destroy_is_destroyed_on_arrival(user, devcloud, tasks, monkeypatch):
