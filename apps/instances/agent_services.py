@@ -42,7 +42,7 @@ def token_digest(token: str) -> str:
 
 def agent_token_issue(*, instance: Instance) -> str:
     """A fresh token for the instance's agent; any previous one stops working."""
-    token = secrets.token_urlsafe(32)
+    token = secrets.token_hex(32)  # hex: never starts with "-", so it is safe on a command line too
     Agent.objects.update_or_create(instance=instance, defaults={"token_hash": token_digest(token)})
     return token
 
