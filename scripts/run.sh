@@ -12,6 +12,8 @@ export DEBUG="${DEBUG:-true}"
 export DATABASE_URL="${DATABASE_URL:-sqlite:///var/dumont.sqlite3}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 port="${PORT:-8000}"
+# Agents on devcloud machines run on this host, so they reach the web server on loopback.
+export SITE_URL="${SITE_URL:-http://127.0.0.1:$port}"
 devcloud_port="${DEVCLOUD_PORT:-8800}"
 
 pids=()
