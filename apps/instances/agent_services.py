@@ -12,7 +12,8 @@ import json
 import secrets
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -28,6 +29,7 @@ from .models import (
     COMMAND_ORDER,
     Agent,
     AgentCommand,
+    AgentSample,
     AgentStatus,
     CommandStatus,
     Instance,
@@ -75,7 +77,8 @@ def _authenticate_digest(digest: str) -> AgentIdentity | None:
     with connection.cursor() as cursor:
         cursor.execute(AUTHENTICATE_SQL, [digest])
         row = cursor.fetchone()
-    return AgentIdentity(*row) if row else None
+    # SQLite hands UUIDs back as bare hex: normalise so comparisons with the wire's text hold.
+    return AgentIdentity(uuid.UUID(str(row[0])), row[1]) if row else None
 
 
 # --- heartbeats ---------------------------------------------------------------------------------
@@ -139,15 +142,61 @@ def agent_heartbeat_record(*, token: str, heartbeat: wire.Heartbeat) -> wire.Hea
         now = timezone.now()
         for update in heartbeat.updates:
             _apply_command_update(identity.instance_id, update, now)
-    with connection.cursor() as cursor:
-        cursor.execute(HEARTBEAT_SQL, _heartbeat_params(digest, heartbeat))
-        rows = cursor.fetchall()
+    if connection.vendor == "postgresql":
+        rows = _record_in_one_statement(digest, heartbeat)
+    else:
+        rows = _record_portably(digest, heartbeat)
     if not rows:
         _identity_for(digest, heartbeat)  # raises the right error
         raise Unauthenticated("unknown or revoked agent token")  # revoked in between
     return wire.HeartbeatReply(
         commands=[wire.Command(id=str(pk), kind=kind, args=_json(args)) for pk, kind, args in rows if pk],
         interval_s=settings.DUMONT_AGENT_INTERVAL,
+    )
+
+
+def _record_in_one_statement(digest: str, heartbeat: wire.Heartbeat) -> list[tuple]:
+    """[(command id or None, kind, args), ...]: one row at least when the token was valid."""
+    with connection.cursor() as cursor:
+        cursor.execute(HEARTBEAT_SQL, _heartbeat_params(digest, heartbeat))
+        return cursor.fetchall()
+
+
+def _record_portably(digest: str, heartbeat: wire.Heartbeat) -> list[tuple]:
+    """The same through the ORM, for the SQLite database `make run` uses by default."""
+    identity = _authenticate_digest(digest)
+    if identity is None or heartbeat.instance_id != str(identity.instance_id):
+        return []
+    params = _heartbeat_params(digest, heartbeat)
+    samples = json.loads(params["samples"])
+    ring, now = params["ring"], params["now"]
+    with transaction.atomic():
+        AgentSample.objects.bulk_create(
+            [_sample_row(identity, row, ring) for row in samples],
+            update_conflicts=True,
+            unique_fields=["instance", "slot"],
+            update_fields=["at", "gpu_util_max", "gpu_error", "ssh_sessions", "last_input_age_s",
+                           "jupyter_busy_kernels", "cpu_percent", "data"],
+        )
+        Agent.objects.filter(pk=identity.instance_id).update(
+            status=AgentStatus.HEALTHY, error="", version=params["version"], last_heartbeat_at=now,
+            first_heartbeat_at=Coalesce(F("first_heartbeat_at"), now), last_seq=params["seq"],
+            samples_received=F("samples_received") + params["count"],
+            **({"latest": samples[-1]["data"]} if samples else {}),
+        )
+        pending = list(AgentCommand.objects.filter(instance_id=identity.instance_id,
+                                                   status__in=[C.PENDING, C.DELIVERED]).values_list("id", "kind", "args"))
+        AgentCommand.objects.filter(pk__in=[pk for pk, _, _ in pending]).update(
+            status=C.DELIVERED, attempts=F("attempts") + 1, delivered_at=now)
+    return pending or [(None, None, None)]
+
+
+def _sample_row(identity: AgentIdentity, row: dict, ring: int) -> AgentSample:
+    return AgentSample(
+        instance_id=identity.instance_id, slot=(identity.samples_received + row["n"]) % ring,
+        at=datetime.fromtimestamp(row["at"], tz=dt_timezone.utc), gpu_util_max=row["gpu"], gpu_error=row["err"],
+        ssh_sessions=row["ssh"], last_input_age_s=row["age"], jupyter_busy_kernels=row["jup"],
+        cpu_percent=row["cpu"], data=row["data"],
     )
 
 

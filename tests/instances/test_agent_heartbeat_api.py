@@ -170,3 +170,19 @@ def test_unknown_command_kinds_are_refused(instance):
 
     with pytest.raises(InvalidInput, match="unknown command 'format_disk'"):
         agent_services.agent_command_create(instance=instance, kind="format_disk", actor="t")
+
+
+def test_the_portable_path_stores_the_same_as_the_single_statement(instance, token, monkeypatch):
+    """SQLite (make run's default) takes the ORM path; run it here on PostgreSQL to check it."""
+    from django.db import connection
+
+    command = agent_services.agent_command_create(instance=instance, kind="echo", actor="t")
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    reply = agent_client(token).post(URL, heartbeat(instance, [sample(7.0), sample(9.0)]), format="json")
+    assert reply.json()["commands"] == [{"id": str(command.id), "kind": "echo", "args": {}}]
+    assert [s.gpu_util_max for s in AgentSample.objects.filter(instance=instance).order_by("slot")] == [7.0, 9.0]
+    agent = Agent.objects.get(pk=instance.pk)
+    assert (agent.status, agent.samples_received, agent.latest["gpus"][0]["utilization"]) == ("healthy", 2, 9.0)
+    other = Instance.objects.create(user=instance.user, label="o", image="i", status=S.RUNNING)
+    assert agent_client(token).post(URL, heartbeat(other), format="json").status_code == 404
+    assert agent_client("f" * 64).post(URL, heartbeat(instance), format="json").status_code == 401
