@@ -68,12 +68,8 @@ WHERE a.token_hash = %s AND i.status <> 'destroyed'
 """
 
 
-def agent_authenticate(token: str) -> AgentIdentity | None:
-    """The agent a token speaks for, unless its instance is destroyed (one indexed lookup)."""
-    return _authenticate_digest(token_digest(token)) if token else None
-
-
 def _authenticate_digest(digest: str) -> AgentIdentity | None:
+    """The agent a token digest speaks for, unless its instance is destroyed (one indexed lookup)."""
     with connection.cursor() as cursor:
         cursor.execute(AUTHENTICATE_SQL, [digest])
         row = cursor.fetchone()
