@@ -153,6 +153,15 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI served from our own static files, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "InstanceStatusEnum": "apps.instances.models.InstanceStatus",
+        "AgentStatusEnum": "apps.instances.models.AgentStatus",
+        "CommandStatusEnum": "apps.instances.models.CommandStatus",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "dumont.openapi.add_agent_status",
+    ],
 }
 
 # --- Celery -----------------------------------------------------------------------------------

@@ -9,5 +9,5 @@ urlpatterns = [
     path("instances/<str:instance_id>", api.InstanceDetail.as_view(), name="detail"),
     path("instances/<str:instance_id>/pause", api.instance_pause, name="pause"),
     path("instances/<str:instance_id>/resume", api.instance_resume, name="resume"),
-    path("agent/status", agent_api.AgentStatusView.as_view(), name="agent-status"),
+    path("agent/status", agent_api.agent_status, name="agent-status"),
 ]

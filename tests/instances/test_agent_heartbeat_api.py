@@ -186,3 +186,19 @@ def test_the_portable_path_stores_the_same_as_the_single_statement(instance, tok
     other = Instance.objects.create(user=instance.user, label="o", image="i", status=S.RUNNING)
     assert agent_client(token).post(URL, heartbeat(other), format="json").status_code == 404
     assert agent_client("f" * 64).post(URL, heartbeat(instance), format="json").status_code == 401
+
+
+def test_bad_json_and_wrong_method_get_api_errors(instance, token):
+    client = agent_client(token)
+    response = client.generic("POST", URL, "{nope", content_type="application/json")
+    assert (response.status_code, response.json()["error"]) == (400, "parse_error")
+    response = client.get(URL)
+    assert (response.status_code, response.json()["error"]) == (405, "method_not_allowed")
+
+
+def test_the_agent_endpoint_is_in_the_openapi_schema(client, db):
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
+    operation = schema["paths"]["/api/v1/agent/status"]["post"]
+    assert {"200", "400", "401", "404"} <= set(operation["responses"])
+    assert "agentToken" in schema["components"]["securitySchemes"]
+    assert "Error" in schema["components"]["schemas"]

@@ -222,3 +222,10 @@ def test_docs_page_serves_swagger_from_our_static_files(client, db):
     html = client.get("/api/v1/docs/").content.decode()
     assert "swagger-ui" in html
     assert "cdn.jsdelivr" not in html and "unpkg" not in html
+
+
+def test_openapi_schema_validates_without_warnings(db, tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+    assert "/api/v1/agent/status" in (tmp_path / "schema.yml").read_text()
