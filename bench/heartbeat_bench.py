@@ -3,7 +3,7 @@
     .venv/bin/python bench/heartbeat_bench.py [--agents 5000] [--seconds 20] [--connections 32]
 
 Creates a scratch database (`<name>_bench`, dropped afterwards) with N instances and agent
-tokens, starts gunicorn (production settings: DEBUG off) on loopback, and drives
+tokens, starts gunicorn (production settings: DEBUG off; one sync worker per CPU) on loopback, and drives
 POST /api/v1/agent/status with wrk (Debian package `wrk`, installed if missing), every request
 a different agent sending one sample, round-robin over all agents. Prints heartbeats/s and
 latency percentiles, the target (>= 1000/s, p99 < 100 ms on a 2-core machine: 5,000 machines
@@ -58,7 +58,7 @@ def parse_args():
     parser.add_argument("--agents", type=int, default=5000)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="gunicorn worker processes")
     parser.add_argument("--port", type=int, default=8931)
     return parser.parse_args()
 
