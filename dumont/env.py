@@ -109,7 +109,8 @@ def database_from_url(url: str, *, base_dir: Path) -> dict:
             "PASSWORD": unquote(parsed.password or ""),
             "HOST": parsed.hostname or "",
             "PORT": str(parsed.port or ""),
+            # Persistent connections without a health check: the check is a round trip per
+            # request, and Django drops a connection that failed at the end of that request.
             "CONN_MAX_AGE": 60,
-            "CONN_HEALTH_CHECKS": True,
         }
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (postgres, sqlite)")

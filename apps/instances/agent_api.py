@@ -36,12 +36,13 @@ def agent_status(request):
     if scheme != SCHEME or not token.strip():
         return _error(401, "not_authenticated", f"send the agent's token as 'Authorization: {SCHEME} <token>'")
     try:
-        heartbeat = wire.Heartbeat.from_dict(json.loads(request.body))
+        sent = json.loads(request.body)
+        heartbeat = wire.Heartbeat.from_dict(sent)
     except ValueError as exc:  # WireError is a ValueError, and so is bad JSON
         code = "bad_heartbeat" if isinstance(exc, wire.WireError) else "parse_error"
         return _error(400, code, f"malformed heartbeat: {exc}")
     try:
-        reply = agent_services.agent_heartbeat_record(token=token.strip(), heartbeat=heartbeat)
+        reply = agent_services.agent_heartbeat_record(token=token.strip(), heartbeat=heartbeat, sent=sent)
     except DomainError as exc:
         return JsonResponse(exc.as_body(), status=exc.http_status)
     return JsonResponse(reply.to_dict())

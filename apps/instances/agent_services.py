@@ -11,7 +11,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
@@ -126,8 +126,10 @@ ORDER BY d.created_at
 """
 
 
-def agent_heartbeat_record(*, token: str, heartbeat: wire.Heartbeat) -> wire.HeartbeatReply:
+def agent_heartbeat_record(*, token: str, heartbeat: wire.Heartbeat, sent: dict) -> wire.HeartbeatReply:
     """Store a heartbeat from the agent holding `token`; reply with its pending commands.
+
+    `heartbeat` is `sent` (the decoded body) validated; samples are stored as sent.
 
     Raises Unauthenticated for an unknown or revoked token, and NotFound when the token belongs
     to another instance than the heartbeat names (a token speaks only for its own instance).
@@ -139,9 +141,9 @@ def agent_heartbeat_record(*, token: str, heartbeat: wire.Heartbeat) -> wire.Hea
         for update in heartbeat.updates:
             _apply_command_update(identity.instance_id, update, now)
     if connection.vendor == "postgresql":
-        rows = _record_in_one_statement(digest, heartbeat)
+        rows = _record_in_one_statement(digest, heartbeat, sent)
     else:
-        rows = _record_portably(digest, heartbeat)
+        rows = _record_portably(digest, heartbeat, sent)
     if not rows:
         _identity_for(digest, heartbeat)  # raises the right error
         raise Unauthenticated("unknown or revoked agent token")  # revoked in between
@@ -151,19 +153,19 @@ def agent_heartbeat_record(*, token: str, heartbeat: wire.Heartbeat) -> wire.Hea
     )
 
 
-def _record_in_one_statement(digest: str, heartbeat: wire.Heartbeat) -> list[tuple]:
+def _record_in_one_statement(digest: str, heartbeat: wire.Heartbeat, sent: dict) -> list[tuple]:
     """[(command id or None, kind, args), ...]: one row at least when the token was valid."""
     with connection.cursor() as cursor:
-        cursor.execute(HEARTBEAT_SQL, _heartbeat_params(digest, heartbeat))
+        cursor.execute(HEARTBEAT_SQL, _heartbeat_params(digest, heartbeat, sent))
         return cursor.fetchall()
 
 
-def _record_portably(digest: str, heartbeat: wire.Heartbeat) -> list[tuple]:
+def _record_portably(digest: str, heartbeat: wire.Heartbeat, sent: dict) -> list[tuple]:
     """The same through the ORM, for the SQLite database `make run` uses by default."""
     identity = _authenticate_digest(digest)
     if identity is None or heartbeat.instance_id != str(identity.instance_id):
         return []
-    params = _heartbeat_params(digest, heartbeat)
+    params = _heartbeat_params(digest, heartbeat, sent)
     samples = json.loads(params["samples"])
     ring, now = params["ring"], params["now"]
     with transaction.atomic():
@@ -205,9 +207,10 @@ def _identity_for(digest: str, heartbeat: wire.Heartbeat) -> AgentIdentity:
     return identity
 
 
-def _heartbeat_params(digest: str, heartbeat: wire.Heartbeat) -> dict:
+def _heartbeat_params(digest: str, heartbeat: wire.Heartbeat, sent: dict) -> dict:
     ring = settings.DUMONT_AGENT_SAMPLES_KEPT
     samples = heartbeat.samples[-ring:]  # a replay longer than the ring keeps its newest part
+    as_sent = (sent.get("samples") or [])[-ring:]
     rows = [
         {
             "n": offset,
@@ -218,9 +221,9 @@ def _heartbeat_params(digest: str, heartbeat: wire.Heartbeat) -> dict:
             "age": sample.activity.last_input_age_s,
             "jup": sample.activity.jupyter_busy_kernels,
             "cpu": sample.activity.cpu_percent,
-            "data": asdict(sample),
+            "data": raw,
         }
-        for offset, sample in enumerate(samples)
+        for offset, (sample, raw) in enumerate(zip(samples, as_sent, strict=True))
     ]
     return {
         "token_hash": digest,

@@ -202,3 +202,9 @@ def test_the_agent_endpoint_is_in_the_openapi_schema(client, db):
     assert {"200", "400", "401", "404"} <= set(operation["responses"])
     assert "agentToken" in schema["components"]["securitySchemes"]
     assert "Error" in schema["components"]["schemas"]
+
+
+def test_a_heartbeat_with_null_samples_is_just_a_hello(instance, token):
+    body = {**heartbeat(instance), "samples": None, "updates": None}
+    assert agent_client(token).post(URL, body, format="json").status_code == 200
+    assert Agent.objects.get(pk=instance.pk).status == AgentStatus.HEALTHY
