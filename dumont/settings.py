@@ -99,6 +99,13 @@ DATABASES = {
         env_str("DATABASE_URL", "sqlite:///var/dumont.sqlite3"), base_dir=BASE_DIR
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Statements run five times on a connection are prepared: the heartbeat statement then
+    # skips planning (measured 0.4 ms instead of 1.4 ms). Switch off behind a transaction-
+    # pooling PgBouncer, which cannot keep prepared statements across transactions.
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = (
+        5 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
