@@ -26,6 +26,9 @@ log = logging.getLogger("dumont.agent")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["snapshot"]:  # the engine parses its own arguments, --help included
+        return _snapshot(argv[1:])
     args = _parser().parse_args(argv)
     _log_to_stderr()
     env = dict(os.environ)
@@ -50,7 +53,24 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="report this machine to the control plane and run its commands")
     add_run_arguments(run)
+    snapshot = commands.add_parser(
+        "snapshot", help="create, restore, list and verify workspace snapshots (the [snapshot] extra)",
+        add_help=False,
+    )
+    snapshot.add_argument("snapshot_args", nargs=argparse.REMAINDER)
     return parser
+
+
+def _snapshot(argv: list[str]) -> int:
+    """`snapshot ...` is the snapshot engine's own CLI; imported only when used, because it
+    needs the [snapshot] extra (boto3, zstandard) that a heartbeat-only agent goes without."""
+    try:
+        from .snapshot.cli import main as snapshot_main
+    except ImportError as exc:
+        print(f"dumont-agent snapshot: the snapshot engine is not installed ({exc}); "
+              "install dumont-agent[snapshot]", file=sys.stderr)
+        return EXIT_CONFIG
+    return snapshot_main(argv)
 
 
 def _log_to_stderr() -> None:

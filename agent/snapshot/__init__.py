@@ -1,0 +1,41 @@
+"""Dumont's snapshot engine: deduplicated, compressed, encrypted, verified workspace snapshots
+on any S3-compatible store (Cloudflare R2 in production, SeaweedFS locally). Runs on the GPU
+machine; imports nothing from Django.
+
+    repo = Repository(config_from_env(os.environ))
+    result = snapshot_create(repo, "/workspace")           # CreateResult
+    snapshot_restore(repo, result.id, "/workspace")        # or "latest"
+    snapshot_verify(repo, result.id)
+
+Repository layout (under the prefix; see repo.py): `config`, `data/NN/NAME` (one 4 MiB chunk
+of a large file each), `packs/NN/RANDOM` (small files' blobs bundled), `snapshots/ID` (one
+manifest per snapshot). Every object is AES-256-GCM sealed with a key derived from the
+workspace key, with its name as associated data; nothing in the bucket is readable without
+the key, and object names do not reveal content hashes.
+
+A blob = one codec byte + payload (codec.py: raw, zstd, or zstd over grouped bytes of 2-byte
+tensor elements), sealed; its id is the sha256 of its plaintext, checked on every read.
+
+A failed restore leaves TARGET untouched and an incomplete tree in `TARGET.dumont-partial`
+(restore.py). CLI: `python -m agent.snapshot create|restore|list|verify` (cli.py).
+"""
+
+from .config import SnapshotConfig, StorageConfig, config_from_env
+from .create import CreateResult, snapshot_create
+from .errors import (
+    ConfigError,
+    ObjectCorrupt,
+    ObjectMissing,
+    SnapshotError,
+    StorageError,
+    TargetNotEmpty,
+    WrongKey,
+)
+from .repo import Repository
+from .restore import RestoreResult, snapshot_restore, snapshot_verify
+
+__all__ = [
+    "ConfigError", "CreateResult", "ObjectCorrupt", "ObjectMissing", "Repository", "RestoreResult",
+    "SnapshotConfig", "SnapshotError", "StorageConfig", "StorageError", "TargetNotEmpty", "WrongKey",
+    "config_from_env", "snapshot_create", "snapshot_restore", "snapshot_verify",
+]

@@ -1,0 +1,279 @@
+"""Creating a snapshot: scan, chunk, deduplicate, compress, seal, upload — then the manifest.
+
+Large files are cut into fixed 4 MiB chunks, each stored as its own object. Files up to
+1 MiB are one blob each, bundled into ~16 MiB packs. A blob is identified by the sha256 of
+its plaintext; one already stored (by the newest snapshots) or already being stored by this
+run is never uploaded again. Files whose size and mtime match the parent snapshot are not
+even read. Fixed-size chunks re-upload everything after an insertion in the middle of a large
+file; content-defined chunking would fix that and is a later improvement.
+
+Work runs on a pool of `parallel` threads; hashing, zstd, AES-GCM and socket I/O release the
+GIL. At most 2 x parallel work items are queued, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from . import codec
+from .crypto import OVERHEAD
+from .errors import SnapshotError
+from .manifest import FILE, BlobRef, Entry, Manifest, scan_tree
+from .progress import Callback, Progress
+from .repo import Repository, new_snapshot_id
+
+MiB = 1024 * 1024
+CHUNK_SIZE = 4 * MiB
+SMALL_FILE_MAX = 1 * MiB  # files up to this size are packed
+PACK_TARGET = 16 * MiB
+SMALL_BATCH_BYTES = 4 * MiB  # small files read by one work item
+SMALL_BATCH_FILES = 256
+
+
+@dataclass
+class CreateResult:
+    id: str
+    files: int
+    dirs: int
+    symlinks: int
+    skipped: int  # sockets, FIFOs, devices
+    bytes: int  # logical size of all files
+    reused_files: int  # unchanged since the parent: not read
+    new_blobs: int
+    new_bytes: int  # plaintext bytes of the new blobs
+    stored_bytes: int  # sealed size of every blob the snapshot references
+    uploaded_bytes: int  # everything PUT by this run, manifest included
+    puts: int
+    duration_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class BlobTable:
+    """Blobs known to be stored, and blobs claimed by a worker that is storing them now."""
+
+    def __init__(self, known: dict):
+        self._refs = dict(known)
+        self._claimed: set = set()
+        self._lock = threading.Lock()
+        self.new_blobs = 0
+        self.new_bytes = 0
+
+    def claim(self, blob_id: str) -> bool:
+        """True when the caller must store the blob; False when it is stored or being stored."""
+        with self._lock:
+            if blob_id in self._refs or blob_id in self._claimed:
+                return False
+            self._claimed.add(blob_id)
+            return True
+
+    def record(self, blob_id: str, ref: BlobRef) -> None:
+        with self._lock:
+            self._refs[blob_id] = ref
+            self.new_blobs += 1
+            self.new_bytes += ref.raw_size
+
+    def has(self, blob_id: str) -> bool:
+        with self._lock:
+            return blob_id in self._refs
+
+    def refs_for(self, blob_ids) -> dict:
+        with self._lock:
+            return {blob_id: self._refs[blob_id] for blob_id in blob_ids}
+
+
+class Packer:
+    """Bundles small blobs into pack objects. Sealing happens under the lock because a
+    member's associated data names its pack; small blobs make that lock cheap."""
+
+    def __init__(self, repo: Repository, table: BlobTable):
+        self._repo = repo
+        self._table = table
+        self._lock = threading.Lock()
+        self._name, self._parts, self._size = self._fresh()
+
+    def add(self, blob_id: str, encoded: bytes, raw_size: int) -> None:
+        full = None
+        with self._lock:
+            if self._parts and self._size + len(encoded) + OVERHEAD > PACK_TARGET:
+                full = (self._name, self._parts)
+                self._name, self._parts, self._size = self._fresh()
+            sealed = self._repo.seal_blob(self._name, blob_id, encoded)
+            self._table.record(blob_id, BlobRef(self._name, self._size, len(sealed), raw_size))
+            self._parts.append(sealed)
+            self._size += len(sealed)
+        if full:
+            self._upload(*full)
+
+    def flush(self) -> None:
+        with self._lock:
+            name, parts = self._name, self._parts
+            self._name, self._parts, self._size = self._fresh()
+        if parts:
+            self._upload(name, parts)
+
+    def _upload(self, name: str, parts: list) -> None:
+        self._repo.storage.put(name, b"".join(parts))
+
+    @staticmethod
+    def _fresh() -> tuple:
+        random = os.urandom(16).hex()
+        return f"packs/{random[:2]}/{random}", [], 0
+
+
+class Snapshotter:
+    def __init__(self, repo: Repository, *, level: int, progress: Callback | None):
+        self.repo = repo
+        self.level = level
+        self._progress_callback = progress
+        self._pool = ThreadPoolExecutor(max_workers=repo.parallel, thread_name_prefix="snapshot")
+        self._slots = threading.BoundedSemaphore(2 * repo.parallel)
+        self._futures: list = []
+        self._failed = threading.Event()
+
+    def run(self, source: str, parent: Manifest | None, known: dict) -> CreateResult:
+        started = time.monotonic()
+        puts_before, bytes_before = self.repo.storage.traffic.puts, self.repo.storage.traffic.bytes_put
+        entries, skipped = scan_tree(source)
+        files = [entry for entry in entries if entry.kind == FILE]
+        self.table = BlobTable(known)
+        self.packer = Packer(self.repo, self.table)
+        self.progress = Progress(self._progress_callback, total_bytes=sum(f.size for f in files),
+                                 total_files=len(files), phase="snapshot")
+        try:
+            reused = self._store_files(source, files, parent)
+            self.packer.flush()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        manifest = self._manifest(source, entries, parent)
+        manifest.stats = {
+            "files": len(files), "dirs": _count(entries, "dir"), "symlinks": _count(entries, "symlink"),
+            "skipped": len(skipped), "bytes": sum(f.size for f in files), "reused_files": reused,
+            "new_blobs": self.table.new_blobs, "new_bytes": self.table.new_bytes,
+            "stored_bytes": sum(ref.length for ref in manifest.blobs.values()),
+        }
+        self.repo.save_manifest(manifest)
+        self.progress.finish()
+        traffic = self.repo.storage.traffic
+        return CreateResult(
+            id=manifest.id, **manifest.stats,
+            uploaded_bytes=traffic.bytes_put - bytes_before, puts=traffic.puts - puts_before,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+
+    def _store_files(self, source: str, files: list, parent: Manifest | None) -> int:
+        parent_files = parent.files() if parent else {}
+        reused = 0
+        batch: list = []
+        for entry in files:
+            if self._reuse_unchanged(entry, parent_files.get(entry.path)):
+                reused += 1
+                self.progress.advance(nbytes=entry.size, files=1)
+            elif entry.size <= SMALL_FILE_MAX:
+                batch.append(entry)
+                if len(batch) >= SMALL_BATCH_FILES or sum(e.size for e in batch) >= SMALL_BATCH_BYTES:
+                    self._submit(self._store_small_files, source, batch)
+                    batch = []
+            else:
+                self._submit_chunks(source, entry)
+        if batch:
+            self._submit(self._store_small_files, source, batch)
+        self._wait_all()
+        return reused
+
+    def _reuse_unchanged(self, entry: Entry, before: Entry | None) -> bool:
+        if before is None or before.size != entry.size or before.mtime_ns != entry.mtime_ns:
+            return False
+        if not all(self.table.has(blob_id) for blob_id in before.blobs):
+            return False
+        entry.blobs = list(before.blobs)
+        return True
+
+    def _submit_chunks(self, source: str, entry: Entry) -> None:
+        count = -(-entry.size // CHUNK_SIZE)
+        entry.blobs = [None] * count
+        for index in range(count):
+            self._submit(self._store_chunk, source, entry, index)
+
+    def _store_chunk(self, source: str, entry: Entry, index: int) -> None:
+        fd = os.open(os.path.join(source, entry.path), os.O_RDONLY)
+        try:
+            data = os.pread(fd, CHUNK_SIZE, index * CHUNK_SIZE)
+        finally:
+            os.close(fd)
+        blob_id = hashlib.sha256(data).hexdigest()
+        if self.table.claim(blob_id):
+            encoded = codec.encode(data, level=self.level, tensor=codec.is_tensor_file(entry.path))
+            name = self.repo.chunk_object(blob_id)
+            sealed = self.repo.seal_blob(name, blob_id, encoded)
+            self.repo.storage.put(name, sealed)
+            self.table.record(blob_id, BlobRef(name, 0, len(sealed), len(data)))
+        entry.blobs[index] = blob_id
+        self.progress.advance(nbytes=len(data), files=1 if index == len(entry.blobs) - 1 else 0)
+
+    def _store_small_files(self, source: str, entries: list) -> None:
+        for entry in entries:
+            with open(os.path.join(source, entry.path), "rb") as file:
+                data = file.read()
+            blob_id = hashlib.sha256(data).hexdigest()
+            entry.blobs = [blob_id] if data else []
+            if data and self.table.claim(blob_id):
+                encoded = codec.encode(data, level=self.level, tensor=codec.is_tensor_file(entry.path))
+                self.packer.add(blob_id, encoded, len(data))
+            self.progress.advance(nbytes=len(data), files=1)
+
+    def _submit(self, work, *args) -> None:
+        if self._failed.is_set():
+            self._wait_all()  # raises the first failure
+        self._slots.acquire()
+        future = self._pool.submit(work, *args)
+        future.add_done_callback(self._done)
+        self._futures.append(future)
+
+    def _done(self, future: Future) -> None:
+        self._slots.release()
+        if not future.cancelled() and future.exception() is not None:
+            self._failed.set()
+
+    def _wait_all(self) -> None:
+        for future in self._futures:
+            future.result()
+        self._futures = []
+
+    def _manifest(self, source: str, entries: list, parent: Manifest | None) -> Manifest:
+        used = {blob_id for entry in entries if entry.kind == FILE for blob_id in entry.blobs}
+        blobs = self.table.refs_for(sorted(used))
+        for entry in entries:
+            if entry.kind == FILE:
+                # What was read is the truth: a file that changed size while being read is
+                # recorded as read, never as a mix of sizes.
+                entry.size = sum(blobs[blob_id].raw_size for blob_id in entry.blobs)
+        return Manifest(id=new_snapshot_id(), created=time.time(), source=os.path.abspath(source),
+                        host=socket.gethostname(), entries=entries, blobs=blobs,
+                        parent=parent.id if parent else None)
+
+
+def snapshot_create(repo: Repository, source: str, *, level: int = codec.DEFAULT_LEVEL,
+                    use_parent: bool = True, progress: Callback | None = None) -> CreateResult:
+    """Snapshot directory `source` into the repository and return what it cost.
+
+    With `use_parent`, files unchanged (size and mtime) since the newest snapshot are not read
+    again; pass False to re-read and re-hash everything."""
+    if not os.path.isdir(source):
+        raise SnapshotError(f"{source} is not a directory")
+    repo.open_or_init()
+    recent = repo.recent_manifests()
+    known = {blob_id: ref for manifest in reversed(recent) for blob_id, ref in manifest.blobs.items()}
+    parent = recent[0] if recent and use_parent else None
+    return Snapshotter(repo, level=level, progress=progress).run(source, parent, known)
+
+
+def _count(entries: list, kind: str) -> int:
+    return sum(1 for entry in entries if entry.kind == kind)

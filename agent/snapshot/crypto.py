@@ -1,0 +1,71 @@
+"""Encryption at rest: every stored blob is AES-256-GCM sealed with a random nonce.
+
+The workspace key (32 bytes, held by the control plane) is never used directly: HKDF derives
+one key for AES-GCM and one for naming objects, so a key used for encryption never doubles as
+a MAC key. The name under which a blob is stored is its associated data, so an object moved to
+another name (or a pack member to another place) fails authentication instead of being read
+as the wrong content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .errors import ConfigError
+
+MAGIC = b"DMS1"  # format version of a sealed blob: magic, nonce, ciphertext and tag
+NONCE_BYTES = 12
+TAG_BYTES = 16
+OVERHEAD = len(MAGIC) + NONCE_BYTES + TAG_BYTES
+KEY_BYTES = 32
+
+
+class SealBroken(Exception):
+    """A sealed blob failed authentication: wrong key, wrong name, or altered bytes."""
+
+
+class Sealer:
+    def __init__(self, workspace_key: bytes):
+        if len(workspace_key) != KEY_BYTES:
+            raise ConfigError(f"the snapshot key must be {KEY_BYTES} bytes, got {len(workspace_key)}")
+        self._aead = AESGCM(_derive(workspace_key, b"dumont snapshot encryption v1"))
+        self._name_key = _derive(workspace_key, b"dumont snapshot object names v1")
+
+    def seal(self, name: str, plaintext: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return MAGIC + nonce + self._aead.encrypt(nonce, plaintext, name.encode())
+
+    def open(self, name: str, sealed: bytes) -> bytes:
+        if len(sealed) < OVERHEAD or sealed[: len(MAGIC)] != MAGIC:
+            raise SealBroken("not a sealed Dumont blob")
+        nonce = sealed[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
+        try:
+            return self._aead.decrypt(nonce, memoryview(sealed)[len(MAGIC) + NONCE_BYTES :], name.encode())
+        except InvalidTag:
+            raise SealBroken("authentication failed: wrong key or altered bytes") from None
+
+    def object_name(self, blob_id: bytes) -> str:
+        """A chunk's object name: keyed, so the bucket listing does not reveal content hashes
+        (which would let anyone confirm that a known file is in a workspace)."""
+        return hmac.new(self._name_key, blob_id, hashlib.sha256).hexdigest()
+
+
+def _derive(workspace_key: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose).derive(workspace_key)
+
+
+def parse_hex_key(text: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        raise ConfigError("the snapshot key must be hex") from None
+    if len(key) != KEY_BYTES:
+        raise ConfigError(f"the snapshot key must be {KEY_BYTES} bytes ({2 * KEY_BYTES} hex digits), got {len(key)}")
+    return key

@@ -1,0 +1,45 @@
+"""The snapshot engine's errors: one family, each message names what failed and where."""
+
+from __future__ import annotations
+
+
+class SnapshotError(Exception):
+    """Base of every snapshot engine error; the text is meant for an operator."""
+
+
+class ConfigError(SnapshotError):
+    """Storage or key settings are missing or malformed."""
+
+
+class StorageError(SnapshotError):
+    """The object store refused or failed a request after retries."""
+
+
+class WrongKey(SnapshotError):
+    """The workspace key does not open this repository's objects."""
+
+
+class ObjectMissing(SnapshotError):
+    """An object a snapshot needs is not in the bucket."""
+
+    def __init__(self, key: str, needed_by: str = ""):
+        self.key = key
+        self.needed_by = needed_by
+        super().__init__(f"object {key} is missing from the bucket{_needed_by(needed_by)}")
+
+
+class ObjectCorrupt(SnapshotError):
+    """An object exists but fails authentication, decompression or its content hash."""
+
+    def __init__(self, key: str, reason: str, needed_by: str = ""):
+        self.key = key
+        self.needed_by = needed_by
+        super().__init__(f"object {key} is corrupt ({reason}){_needed_by(needed_by)}")
+
+
+class TargetNotEmpty(SnapshotError):
+    """A restore refuses to write over an existing, non-empty directory."""
+
+
+def _needed_by(needed_by: str) -> str:
+    return f"; needed by {needed_by}" if needed_by else ""

@@ -1,0 +1,125 @@
+"""A workspace's repository: the objects under one prefix, sealed with the workspace key.
+
+Object names (relative to the prefix):
+  config                 sealed JSON {"format": 1}: written once, opened first, so a wrong key
+                         is reported as such before anything else is read
+  data/NN/NAME           one large-file chunk; NAME = HMAC(name key, blob id)
+  packs/NN/RANDOM        small files' blobs, each sealed on its own, back to back (~16 MiB)
+  snapshots/ID           one manifest per snapshot; IDs sort by creation time
+Every blob (chunk or pack member) is sealed with "OBJECT#BLOBID" as associated data;
+config and manifests with their own name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from . import codec
+from .config import SnapshotConfig
+from .crypto import SealBroken, Sealer
+from .errors import ObjectCorrupt, ObjectMissing, WrongKey
+from .manifest import BlobRef, Manifest
+from .storage import Storage
+
+CONFIG = "config"
+SNAPSHOTS = "snapshots/"
+INDEX_SNAPSHOTS = 10  # manifests whose blobs count as already stored (retention keeps few)
+
+
+class Repository:
+    def __init__(self, config: SnapshotConfig, storage: Storage | None = None):
+        self.config = config
+        self.storage = storage or Storage(config.storage)
+        self.sealer = Sealer(config.key)
+
+    @property
+    def parallel(self) -> int:
+        return self.config.storage.parallel
+
+    # --- blobs ------------------------------------------------------------------------------
+
+    def chunk_object(self, blob_id: str) -> str:
+        name = self.sealer.object_name(bytes.fromhex(blob_id))
+        return f"data/{name[:2]}/{name}"
+
+    def seal_blob(self, object_name: str, blob_id: str, encoded: bytes) -> bytes:
+        return self.sealer.seal(f"{object_name}#{blob_id}", encoded)
+
+    def open_blob(self, blob_id: str, ref: BlobRef, sealed: bytes, needed_by: str) -> bytes:
+        """The plaintext of a blob, checked: authentic, decodable, and hashing to its id."""
+        key = self.storage.key(ref.object)
+        try:
+            encoded = self.sealer.open(f"{ref.object}#{blob_id}", sealed)
+            data = codec.decode(encoded, ref.raw_size)
+        except (SealBroken, codec.CodecError) as exc:
+            raise ObjectCorrupt(key, f"blob {blob_id[:16]}: {exc}", needed_by) from None
+        if len(data) != ref.raw_size or hashlib.sha256(data).hexdigest() != blob_id:
+            raise ObjectCorrupt(key, f"blob {blob_id[:16]} does not match its hash", needed_by)
+        return data
+
+    # --- small sealed documents -------------------------------------------------------------
+
+    def put_document(self, name: str, document: bytes) -> None:
+        self.storage.put(name, self.sealer.seal(name, codec.encode(document)))
+
+    def get_document(self, name: str) -> bytes:
+        sealed = self.storage.get(name)
+        try:
+            encoded = self.sealer.open(name, sealed)
+        except SealBroken as exc:
+            if name == CONFIG:
+                raise WrongKey(f"the snapshot key does not open {self.storage.key(name)}") from None
+            raise ObjectCorrupt(self.storage.key(name), str(exc)) from None
+        try:
+            return codec.decode(encoded, len(encoded) * 64)
+        except codec.CodecError as exc:
+            raise ObjectCorrupt(self.storage.key(name), str(exc)) from None
+
+    def open_or_init(self) -> None:
+        """Check the key against the repository's config object, creating it on first use."""
+        try:
+            self.get_document(CONFIG)
+        except ObjectMissing:
+            self.put_document(CONFIG, json.dumps({"format": 1, "created": time.time()}).encode())
+
+    # --- snapshots --------------------------------------------------------------------------
+
+    def snapshot_ids(self) -> list:
+        return [name[len(SNAPSHOTS) :] for name, _size in self.storage.list(SNAPSHOTS)]
+
+    def load_manifest(self, snapshot_id: str) -> Manifest:
+        self.get_document(CONFIG)  # a wrong key is named as such, not as a corrupt manifest
+        document = self.get_document(SNAPSHOTS + snapshot_id)
+        try:
+            return Manifest.from_json(document)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ObjectCorrupt(self.storage.key(SNAPSHOTS + snapshot_id), f"unreadable manifest: {exc}") from None
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        self.put_document(SNAPSHOTS + manifest.id, manifest.to_json())
+
+    def recent_manifests(self, count: int = INDEX_SNAPSHOTS) -> list:
+        """The newest `count` manifests, newest first, fetched in parallel."""
+        ids = sorted(self.snapshot_ids(), reverse=True)[:count]
+        with ThreadPoolExecutor(max_workers=max(1, min(len(ids), self.parallel))) as pool:
+            return list(pool.map(self.load_manifest, ids))
+
+    def resolve(self, snapshot_id: str) -> str:
+        """`latest` names the newest snapshot."""
+        if snapshot_id != "latest":
+            return snapshot_id
+        ids = self.snapshot_ids()
+        if not ids:
+            raise ObjectMissing(self.storage.key(SNAPSHOTS), "restore of the latest snapshot: there is none")
+        return max(ids)
+
+
+def new_snapshot_id() -> str:
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    return f"{stamp}.{int(now * 1000) % 1000:03d}Z-{os.urandom(4).hex()}"
+

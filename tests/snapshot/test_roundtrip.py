@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from agent.snapshot import (
+    TargetNotEmpty,
+    snapshot_create,
+    snapshot_restore,
+    snapshot_verify,
+)
+
+from .trees import describe, every_kind_tree
+
+
+def test_restore_reproduces_every_file_kind_byte_and_metadata_identical(repo, tmp_path):
+    source = every_kind_tree(tmp_path / "workspace")
+    before = describe(source)
+
+    created = snapshot_create(repo, str(source))
+    restored = snapshot_restore(repo, created.id, str(tmp_path / "restored"))
+
+    assert describe(tmp_path / "restored") == before
+    assert restored.files == created.files == 8
+    assert created.symlinks == 3 and created.dirs == 6  # root, src, src/pkg, models, empty-dir, readonly-dir
+    assert not (tmp_path / "restored.dumont-partial").exists()
+
+
+def test_small_files_are_packed_and_large_files_chunked(repo, tmp_path):
+    source = every_kind_tree(tmp_path / "workspace")
+    snapshot_create(repo, str(source))
+
+    names = [name for name, _size in repo.storage.list("")]
+    packs = [name for name in names if name.startswith("packs/")]
+    chunks = [name for name in names if name.startswith("data/")]
+    assert len(packs) == 1  # five small non-empty files, one object
+    assert len(chunks) == 2 + 3  # 2.5 MiB of weights and 9 MiB of big.bin in 4 MiB chunks
+
+
+def test_latest_names_the_newest_snapshot_and_verify_checks_every_object(repo, tmp_path):
+    source = every_kind_tree(tmp_path / "workspace")
+    snapshot_create(repo, str(source))
+    (source / "empty").write_bytes(b"now filled")
+    second = snapshot_create(repo, str(source))
+
+    snapshot_restore(repo, "latest", str(tmp_path / "restored"))
+
+    assert (tmp_path / "restored" / "empty").read_bytes() == b"now filled"
+    report = snapshot_verify(repo, second.id)
+    assert report["verified"] and report["objects"] == 5 + 2  # chunks, and the packs of both snapshots
+
+
+def test_restore_refuses_a_non_empty_target_and_fills_an_empty_one(repo, tmp_path):
+    source = every_kind_tree(tmp_path / "workspace")
+    created = snapshot_create(repo, str(source))
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "precious").write_text("keep me")
+    empty = tmp_path / "empty-target"
+    empty.mkdir()
+
+    with pytest.raises(TargetNotEmpty):
+        snapshot_restore(repo, created.id, str(occupied))
+    snapshot_restore(repo, created.id, str(empty))
+
+    assert (occupied / "precious").read_text() == "keep me"
+    assert describe(empty) == describe(source)
