@@ -59,6 +59,8 @@ def parse_args():
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="gunicorn worker processes")
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread)")
     parser.add_argument("--port", type=int, default=8931)
     return parser.parse_args()
 
@@ -109,11 +111,11 @@ with open({str(lines_path)!r}, "w") as out:
 """], env)
 
 
-def start_gunicorn(env: dict, port: int, workers: int) -> subprocess.Popen:
+def start_gunicorn(env: dict, port: int, args) -> subprocess.Popen:
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "dumont.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--worker-class", "sync", "--backlog", "2048",
-         "--log-level", "warning"],
+         "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
+         "--backlog", "2048", "--log-level", "warning"],
         env=env, cwd=ROOT,
     )
     deadline = time.monotonic() + 30
@@ -160,7 +162,7 @@ def main() -> None:
                                            'wrk.format("GET", "/bench-peer-404", {}, nil)'))
         print(f"preparing {args.agents} agents …", flush=True)
         prepare(env, args.agents, lines)
-        server = start_gunicorn(env, args.port, args.workers)
+        server = start_gunicorn(env, args.port, args)
         try:
             wrk(args.port, 3, args.connections, script, [str(lines)])  # warm-up: connections, caches
             heartbeats = wrk(args.port, args.seconds, args.connections, script, [str(lines)])
@@ -168,7 +170,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"\n{os.cpu_count()} CPUs, gunicorn {args.workers} sync workers, wrk {args.connections} connections, "
+    print(f"\n{os.cpu_count()} CPUs, gunicorn {args.workers} {args.worker_class} workers × {args.threads} threads, "
+          f"wrk {args.connections} connections, "
           f"{args.agents} agents, {args.seconds} s")
     report("heartbeats (1 sample each)", heartbeats)
     report("peer: bare 404, same server", peer)
