@@ -104,7 +104,7 @@ def _runner(config: Config, gpu: GpuMonitor, env: dict[str, str]) -> Runner:
         sampler=Sampler(gpu, ActivityMonitor(env=env)),
         commands=CommandRunner(Journal(config.state_dir / "commands.json")),
         timing=Timing(interval_s=config.interval_s, protect_after_s=config.protect_after_s),
-        protect=protect_workspace,
+        protect=lambda: protect_workspace(env),
     )
 
 

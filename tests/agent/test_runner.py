@@ -48,7 +48,7 @@ class RecordingControlPlane(ControlPlane):
 
 
 def make_runner(
-    tmp_path, url, *, clock, sleep, interval_s=1.0, protect_after_s=1e6, protect=protect_workspace, handlers=None,
+    tmp_path, url, *, clock, sleep, interval_s=1.0, protect_after_s=1e6, protect=lambda: None, handlers=None,
     **kwargs,
 ):
     return Runner(
@@ -150,7 +150,7 @@ def test_out_of_reach_past_the_window_protects_the_workspace_and_exits(tmp_path,
 
     def protect():
         protected.append(fake_time.elapsed())
-        protect_workspace()
+        protect_workspace({"DUMONT_WORKSPACE": str(tmp_path / "gone")})
 
     runner = fake_runner(tmp_path, control_plane, fake_time, protect_after_s=5, protect=protect)
     control_plane.refuse()
@@ -158,7 +158,7 @@ def test_out_of_reach_past_the_window_protects_the_workspace_and_exits(tmp_path,
     assert runner.run() == EXIT_PROTECTED
     assert protected == [5]  # the backoff is cut short to meet the window
     assert "control plane unreachable for 5.0 s (ConnectionRefused), the limit is 5 s" in caplog.text
-    assert "no snapshot engine in this version: cannot protect the workspace" in caplog.text
+    assert f"cannot protect {tmp_path / 'gone'}: no such directory" in caplog.text
 
 
 def test_contact_restarts_the_protection_window(tmp_path, control_plane, fake_time):
