@@ -39,6 +39,16 @@ if [ -z "${VAST_API_KEY:-}" ] && [ -z "${VAST_API_URL:-}" ]; then
   wait_for_port 127.0.0.1 "$devcloud_port" 30 devcloud
 fi
 
+if ! port_open 127.0.0.1 8333; then
+  # Local object storage for workspace snapshots (Cloudflare R2 in production).
+  log "starting SeaweedFS (S3 on http://127.0.0.1:8333, data in var/seaweedfs)"
+  mkdir -p var/seaweedfs
+  .venv/bin/weed mini -dir="$PWD/var/seaweedfs" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.telemetry=false -bucket=dumont > var/log/seaweedfs.log 2>&1 &
+  pids+=($!)
+  wait_for_port 127.0.0.1 8333 60 SeaweedFS
+fi
+
 log "preparing the database"
 .venv/bin/python manage.py migrate --no-input -v 0
 .venv/bin/python manage.py demo_user
@@ -61,6 +71,7 @@ cat <<INFO
   admin                http://127.0.0.1:$port/admin/  (same login)
   API docs             http://127.0.0.1:$port/api/v1/docs/
   machines from        $VAST_API_URL
+  snapshots (S3)       http://127.0.0.1:8333  bucket dumont
 
   Ctrl-C stops everything.
 INFO
