@@ -156,7 +156,7 @@ def agent_heartbeat_record(*, token: str, heartbeat: wire.Heartbeat, sent: dict)
 def _record_in_one_statement(digest: str, heartbeat: wire.Heartbeat, sent: dict) -> list[tuple]:
     """[(command id or None, kind, args), ...]: one row at least when the token was valid."""
     with connection.cursor() as cursor:
-        cursor.execute(HEARTBEAT_SQL, _heartbeat_params(digest, heartbeat, sent))
+        cursor.execute(HEARTBEAT_SQL, _heartbeat_params(digest, heartbeat, _sample_rows(heartbeat, sent)))
         return cursor.fetchall()
 
 
@@ -165,9 +165,8 @@ def _record_portably(digest: str, heartbeat: wire.Heartbeat, sent: dict) -> list
     identity = _authenticate_digest(digest)
     if identity is None or heartbeat.instance_id != str(identity.instance_id):
         return []
-    params = _heartbeat_params(digest, heartbeat, sent)
-    samples = json.loads(params["samples"])
-    ring, now = params["ring"], params["now"]
+    samples = _sample_rows(heartbeat, sent)
+    ring, now = settings.DUMONT_AGENT_SAMPLES_KEPT, timezone.now()
     with transaction.atomic():
         AgentSample.objects.bulk_create(
             [_sample_row(identity, row, ring) for row in samples],
@@ -177,9 +176,9 @@ def _record_portably(digest: str, heartbeat: wire.Heartbeat, sent: dict) -> list
                            "jupyter_busy_kernels", "cpu_percent", "data"],
         )
         Agent.objects.filter(pk=identity.instance_id).update(
-            status=AgentStatus.HEALTHY, error="", version=params["version"], last_heartbeat_at=now,
-            first_heartbeat_at=Coalesce(F("first_heartbeat_at"), now), last_seq=params["seq"],
-            samples_received=F("samples_received") + params["count"],
+            status=AgentStatus.HEALTHY, error="", version=heartbeat.agent_version[:30], last_heartbeat_at=now,
+            first_heartbeat_at=Coalesce(F("first_heartbeat_at"), now), last_seq=heartbeat.seq,
+            samples_received=F("samples_received") + len(samples),
             **({"latest": samples[-1]["data"]} if samples else {}),
         )
         pending = list(AgentCommand.objects.filter(instance_id=identity.instance_id,
@@ -207,11 +206,12 @@ def _identity_for(digest: str, heartbeat: wire.Heartbeat) -> AgentIdentity:
     return identity
 
 
-def _heartbeat_params(digest: str, heartbeat: wire.Heartbeat, sent: dict) -> dict:
+def _sample_rows(heartbeat: wire.Heartbeat, sent: dict) -> list[dict]:
+    """One row per sample, newest `ring` only (a longer replay keeps its newest part); the
+    sample itself is stored as sent."""
     ring = settings.DUMONT_AGENT_SAMPLES_KEPT
-    samples = heartbeat.samples[-ring:]  # a replay longer than the ring keeps its newest part
     as_sent = (sent.get("samples") or [])[-ring:]
-    rows = [
+    return [
         {
             "n": offset,
             "at": sample.at,
@@ -223,16 +223,19 @@ def _heartbeat_params(digest: str, heartbeat: wire.Heartbeat, sent: dict) -> dic
             "cpu": sample.activity.cpu_percent,
             "data": raw,
         }
-        for offset, (sample, raw) in enumerate(zip(samples, as_sent, strict=True))
+        for offset, (sample, raw) in enumerate(zip(heartbeat.samples[-ring:], as_sent, strict=True))
     ]
+
+
+def _heartbeat_params(digest: str, heartbeat: wire.Heartbeat, rows: list[dict]) -> dict:
     return {
         "token_hash": digest,
         "instance": _uuid_or_none(heartbeat.instance_id),
         "version": heartbeat.agent_version[:30],
         "now": timezone.now(),
         "seq": heartbeat.seq,
-        "count": len(samples),
-        "ring": ring,
+        "count": len(rows),
+        "ring": settings.DUMONT_AGENT_SAMPLES_KEPT,
         "latest": json.dumps(rows[-1]["data"]) if rows else None,
         "samples": json.dumps(rows),
     }

@@ -135,10 +135,7 @@ def instance_resume(*, instance: Instance, actor: str) -> Instance:
 
 def instance_destroy(*, instance: Instance, actor: str) -> Instance:
     """Give the machine back for good. Destroying twice is harmless; a destroyed one is a 409."""
-    with transaction.atomic():
-        current = Instance.objects.select_for_update().get(pk=instance.pk)
-        if current.status == S.DESTROYING:
-            return current
+    try:
         return _transition(
             instance_id=instance.pk,
             to=S.DESTROYING,
@@ -147,6 +144,10 @@ def instance_destroy(*, instance: Instance, actor: str) -> Instance:
             then="instance_destroy_machine",
             deadline_at=None,
         )
+    except IllegalTransition as exc:
+        if exc.extra["status"] != S.DESTROYING:
+            raise
+        return Instance.objects.get(pk=instance.pk)  # already on its way: same answer as the first time
 
 
 # --- results the orchestration records --------------------------------------------------------
