@@ -17,25 +17,31 @@ A blob = one codec byte + payload (codec.py: raw, zstd, or zstd over grouped byt
 tensor elements), sealed; its id is the sha256 of its plaintext, checked on every read.
 
 A failed restore leaves TARGET untouched and an incomplete tree in `TARGET.dumont-partial`
-(restore.py). CLI: `python -m agent.snapshot create|restore|list|verify` (cli.py).
+(restore.py). `snapshot_forget` and `snapshot_gc` (gc.py) drop old snapshots and the objects
+no snapshot uses, safely while a snapshot is being written (repository locks, locks.py).
+CLI: `python -m agent.snapshot create|restore|list|verify|forget|gc` (cli.py).
 """
 
 from .config import SnapshotConfig, StorageConfig, config_from_env
 from .create import CreateResult, snapshot_create
 from .errors import (
     ConfigError,
+    LockLost,
     ObjectCorrupt,
     ObjectMissing,
+    RepositoryLocked,
     SnapshotError,
     StorageError,
     TargetNotEmpty,
     WrongKey,
 )
+from .gc import GcResult, snapshot_forget, snapshot_gc
 from .repo import Repository
 from .restore import RestoreResult, snapshot_restore, snapshot_verify
 
 __all__ = [
-    "ConfigError", "CreateResult", "ObjectCorrupt", "ObjectMissing", "Repository", "RestoreResult",
-    "SnapshotConfig", "SnapshotError", "StorageConfig", "StorageError", "TargetNotEmpty", "WrongKey",
-    "config_from_env", "snapshot_create", "snapshot_restore", "snapshot_verify",
+    "ConfigError", "CreateResult", "GcResult", "LockLost", "ObjectCorrupt", "ObjectMissing", "Repository",
+    "RepositoryLocked", "RestoreResult", "SnapshotConfig", "SnapshotError", "StorageConfig", "StorageError",
+    "TargetNotEmpty", "WrongKey", "config_from_env", "snapshot_create", "snapshot_forget", "snapshot_gc",
+    "snapshot_restore", "snapshot_verify",
 ]

@@ -9,6 +9,10 @@ file; content-defined chunking would fix that and is a later improvement.
 
 Work runs on a pool of `parallel` threads; hashing, zstd, AES-GCM and socket I/O release the
 GIL. At most 2 x parallel work items are queued, so memory stays bounded.
+
+A snapshot holds a shared repository lock (locks.py) from before it reads which blobs are
+stored until its manifest is written, and checks that the lock is still its own right before
+writing the manifest; that is what makes a concurrent `gc` safe (gc.py).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import asdict, dataclass
 from . import codec
 from .crypto import OVERHEAD
 from .errors import SnapshotError
+from .locks import SHARED, HeldLock, lock_repository
 from .manifest import FILE, BlobRef, Entry, Manifest, scan_tree
 from .progress import Callback, Progress
 from .repo import Repository, new_snapshot_id
@@ -34,6 +39,7 @@ SMALL_FILE_MAX = 1 * MiB  # files up to this size are packed
 PACK_TARGET = 16 * MiB
 SMALL_BATCH_BYTES = 4 * MiB  # small files read by one work item
 SMALL_BATCH_FILES = 256
+LOCK_WAIT_S = 10 * 60  # how long a snapshot waits for a running gc or forget to finish
 
 
 @dataclass
@@ -129,8 +135,9 @@ class Packer:
 
 
 class Snapshotter:
-    def __init__(self, repo: Repository, *, level: int, progress: Callback | None):
+    def __init__(self, repo: Repository, lock: HeldLock, *, level: int, progress: Callback | None):
         self.repo = repo
+        self.lock = lock
         self.level = level
         self._progress_callback = progress
         self._pool = ThreadPoolExecutor(max_workers=repo.parallel, thread_name_prefix="snapshot")
@@ -159,7 +166,7 @@ class Snapshotter:
             "new_blobs": self.table.new_blobs, "new_bytes": self.table.new_bytes,
             "stored_bytes": sum(ref.length for ref in manifest.blobs.values()),
         }
-        self.repo.save_manifest(manifest)
+        self._write_manifest(manifest)
         self.progress.finish()
         traffic = self.repo.storage.traffic
         return CreateResult(
@@ -167,6 +174,11 @@ class Snapshotter:
             uploaded_bytes=traffic.bytes_put - bytes_before, puts=traffic.puts - puts_before,
             duration_s=round(time.monotonic() - started, 3),
         )
+
+    def _write_manifest(self, manifest: Manifest) -> None:
+        """Every blob is stored; the manifest makes them a snapshot, if the lock is still ours."""
+        self.lock.ensure_held(f"snapshot {manifest.id} not written")
+        self.repo.save_manifest(manifest)
 
     def _store_files(self, source: str, files: list, parent: Manifest | None) -> int:
         parent_files = parent.files() if parent else {}
@@ -261,18 +273,22 @@ class Snapshotter:
 
 
 def snapshot_create(repo: Repository, source: str, *, level: int = codec.DEFAULT_LEVEL,
-                    use_parent: bool = True, progress: Callback | None = None) -> CreateResult:
+                    use_parent: bool = True, progress: Callback | None = None,
+                    lock_wait_s: float = LOCK_WAIT_S) -> CreateResult:
     """Snapshot directory `source` into the repository and return what it cost.
 
     With `use_parent`, files unchanged (size and mtime) since the newest snapshot are not read
-    again; pass False to re-read and re-hash everything."""
+    again; pass False to re-read and re-hash everything. Waits up to `lock_wait_s` for a
+    running gc or forget, then raises RepositoryLocked."""
     if not os.path.isdir(source):
         raise SnapshotError(f"{source} is not a directory")
     repo.open_or_init()
-    recent = repo.recent_manifests()
-    known = {blob_id: ref for manifest in reversed(recent) for blob_id, ref in manifest.blobs.items()}
-    parent = recent[0] if recent and use_parent else None
-    return Snapshotter(repo, level=level, progress=progress).run(source, parent, known)
+    # The lock comes first: blobs counted as stored must be ones no gc can delete meanwhile.
+    with lock_repository(repo, SHARED, purpose="snapshot", wait_s=lock_wait_s) as lock:
+        recent = repo.recent_manifests()
+        known = {blob_id: ref for manifest in reversed(recent) for blob_id, ref in manifest.blobs.items()}
+        parent = recent[0] if recent and use_parent else None
+        return Snapshotter(repo, lock, level=level, progress=progress).run(source, parent, known)
 
 
 def _count(entries: list, kind: str) -> int:

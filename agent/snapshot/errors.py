@@ -41,5 +41,14 @@ class TargetNotEmpty(SnapshotError):
     """A restore refuses to write over an existing, non-empty directory."""
 
 
+class RepositoryLocked(SnapshotError):
+    """Another process holds a lock that excludes this operation (locks.py); nothing was changed."""
+
+
+class LockLost(SnapshotError):
+    """This process's lock went stale or was removed as stale by another process, so what it was
+    about to write could refer to objects a gc has deleted; the write was not made."""
+
+
 def _needed_by(needed_by: str) -> str:
     return f"; needed by {needed_by}" if needed_by else ""
