@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import wire
+from .protect import DEFAULT_WORKSPACE
 
 log = logging.getLogger("dumont.agent")
 
@@ -50,15 +51,57 @@ def stop_agent(command: wire.Command, progress: Progress) -> dict:
     return {"stopping": True}  # the runner exits once this result has been delivered
 
 
-def needs_snapshot_engine(command: wire.Command, progress: Progress) -> dict:
-    raise CommandFailed("snapshot engine not installed in this agent version")
+def _repository_and_workspace(command: wire.Command):
+    """The repository from the command's `repository` settings (sent by the control plane at
+    delivery), falling back to the agent's environment; the workspace directory with ~ expanded."""
+    try:
+        from .snapshot import Repository, config_from_env
+        from .snapshot.errors import SnapshotError
+    except ImportError as exc:
+        raise CommandFailed(f"the snapshot engine is not installed on this machine ({exc}); "
+                            "install the agent with its [snapshot] extra") from None
+    settings = {**os.environ, **{k: str(v) for k, v in (command.args.get("repository") or {}).items()}}
+    try:
+        repo = Repository(config_from_env(settings))
+    except SnapshotError as exc:
+        raise CommandFailed(f"snapshot settings: {exc}") from None
+    workspace = os.path.expanduser(str(command.args.get("workspace") or settings.get("DUMONT_WORKSPACE")
+                                       or DEFAULT_WORKSPACE))
+    return repo, workspace
+
+
+def snapshot(command: wire.Command, progress: Progress) -> dict:
+    """Snapshot the workspace; the result is the engine's CreateResult."""
+    from .snapshot import SnapshotError, snapshot_create
+
+    repo, workspace = _repository_and_workspace(command)
+    if not os.path.isdir(workspace):
+        raise CommandFailed(f"the workspace {workspace} is not a directory on this machine")
+    try:
+        return snapshot_create(repo, workspace, progress=progress).to_dict()
+    except SnapshotError as exc:
+        raise CommandFailed(f"snapshot of {workspace}: {exc}") from None
+
+
+def restore(command: wire.Command, progress: Progress) -> dict:
+    """Restore a snapshot (`snapshot`: its id, default the newest) into the workspace, which must
+    not exist or be empty; a failed restore leaves WORKSPACE.dumont-partial behind, never a
+    half-written workspace."""
+    from .snapshot import SnapshotError, snapshot_restore
+
+    repo, workspace = _repository_and_workspace(command)
+    snapshot_id = str(command.args.get("snapshot") or "latest")
+    try:
+        return snapshot_restore(repo, snapshot_id, workspace, progress=progress).to_dict()
+    except SnapshotError as exc:
+        raise CommandFailed(f"restore of {snapshot_id} into {workspace}: {exc}") from None
 
 
 HANDLERS: dict[str, Handler] = {
     "echo": echo,
     "stop_agent": stop_agent,
-    "snapshot": needs_snapshot_engine,
-    "restore": needs_snapshot_engine,
+    "snapshot": snapshot,
+    "restore": restore,
 }
 
 

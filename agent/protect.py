@@ -18,7 +18,7 @@ DEFAULT_WORKSPACE = "/workspace"
 
 def protect_workspace(env: dict[str, str]) -> bool:
     """Snapshot the workspace (DUMONT_WORKSPACE, default /workspace); True when it is saved."""
-    workspace = env.get("DUMONT_WORKSPACE") or DEFAULT_WORKSPACE
+    workspace = os.path.expanduser(env.get("DUMONT_WORKSPACE") or DEFAULT_WORKSPACE)
     try:
         from .snapshot.config import config_from_env
         from .snapshot.create import snapshot_create

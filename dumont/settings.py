@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -24,13 +25,22 @@ VAR_DIR = Path(env_str("DUMONT_VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = env_bool("DEBUG", True)
 
 
-def _local_secret_key() -> str:
+def _local_secret(name: str, generate) -> str:
     """Generated once into var/ for local use; never committed, never used with DEBUG off."""
-    path = VAR_DIR / "secret_key"
+    path = VAR_DIR / name
     if not path.exists():
+        # Two processes starting at once (web and worker) must end up with the same secret:
+        # write a private file, then link it into place, which fails if the other won.
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        draft = VAR_DIR / f".{name}.{os.getpid()}"
+        draft.write_text(generate())
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
@@ -38,7 +48,7 @@ SECRET_KEY = env_secret("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off")
-    SECRET_KEY = _local_secret_key()
+    SECRET_KEY = _local_secret("secret_key", lambda: secrets.token_urlsafe(50))
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -185,6 +195,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "agents-mark-silent": {"task": "apps.instances.tasks.agents_mark_silent", "schedule": 15.0},
+    "snapshots-fail-stale": {"task": "apps.snapshots.tasks.snapshots_fail_stale", "schedule": 60.0},
 }
 
 # --- Providers --------------------------------------------------------------------------------
@@ -219,6 +230,34 @@ DUMONT_AGENT_SAMPLES_KEPT = env_int("DUMONT_AGENT_SAMPLES_KEPT", 360, minimum=18
 DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT = env_seconds("DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT", 120)
 DUMONT_AGENT_SILENT_AFTER = env_seconds("DUMONT_AGENT_SILENT_AFTER", 60)
 DUMONT_AGENT_INSTALL_TIMEOUT = env_seconds("DUMONT_AGENT_INSTALL_TIMEOUT", 300)
+# Upload the wheels of the agent's dependencies with it, for machines that cannot reach a package
+# index (devcloud machines, locked-down hosts); otherwise the machine's pip fetches them.
+DUMONT_AGENT_UPLOAD_DEPENDENCIES = env_bool("DUMONT_AGENT_UPLOAD_DEPENDENCIES", False)
+
+# --- Snapshots (object storage; workspace bytes go machine <-> storage, never through here) ----
+
+# S3-compatible storage: Cloudflare R2 in production. With DEBUG on and nothing set, the local
+# SeaweedFS that `make run` and the tests start (it accepts any key).
+DUMONT_SNAPSHOT_S3_ENDPOINT = env_str("DUMONT_SNAPSHOT_S3_ENDPOINT", "http://127.0.0.1:8333" if DEBUG else None)
+DUMONT_SNAPSHOT_S3_BUCKET = env_str("DUMONT_SNAPSHOT_S3_BUCKET", "dumont" if DEBUG else None)
+DUMONT_SNAPSHOT_S3_PREFIX = env_str("DUMONT_SNAPSHOT_S3_PREFIX", "workspaces/")
+DUMONT_SNAPSHOT_S3_REGION = env_str("DUMONT_SNAPSHOT_S3_REGION", "auto")
+DUMONT_SNAPSHOT_S3_ACCESS_KEY = env_secret("DUMONT_SNAPSHOT_S3_ACCESS_KEY") or ("dumont-local" if DEBUG else None)
+DUMONT_SNAPSHOT_S3_SECRET_KEY = env_secret("DUMONT_SNAPSHOT_S3_SECRET_KEY") or ("dumont-local" if DEBUG else None)
+DUMONT_SNAPSHOT_PARALLEL = env_int("DUMONT_SNAPSHOT_PARALLEL", 32, minimum=1)
+DUMONT_SNAPSHOT_KEEP_LAST = env_int("DUMONT_SNAPSHOT_KEEP_LAST", 3, minimum=1)
+# A snapshot the agent has not finished within this long is failed (the agent died with it).
+DUMONT_SNAPSHOT_TIMEOUT = env_seconds("DUMONT_SNAPSHOT_TIMEOUT", 2 * 3600)
+# Garbage collection keeps unreferenced objects younger than this (uploads of a snapshot in
+# flight), and retries this often while a snapshot holds the repository.
+DUMONT_SNAPSHOT_GC_GRACE = env_seconds("DUMONT_SNAPSHOT_GC_GRACE", 3600)
+DUMONT_SNAPSHOT_GC_RETRY = env_seconds("DUMONT_SNAPSHOT_GC_RETRY", 300)
+# Where the workspace lives on the machine ("~/" is the SSH user's home there).
+DUMONT_WORKSPACE_PATH = env_str("DUMONT_WORKSPACE_PATH", "/workspace")
+# Seals each workspace's key in the database (32 bytes, hex). Generated into var/ with DEBUG on.
+DUMONT_SNAPSHOT_MASTER_KEY = env_secret("DUMONT_SNAPSHOT_MASTER_KEY")
+if not DUMONT_SNAPSHOT_MASTER_KEY and DEBUG:
+    DUMONT_SNAPSHOT_MASTER_KEY = _local_secret("snapshot_master_key", lambda: secrets.token_hex(32))
 
 LOGGING = {
     "version": 1,

@@ -30,6 +30,10 @@ if [ -z "${VAST_API_KEY:-}" ] && [ -z "${VAST_API_URL:-}" ]; then
   [ -f var/devcloud-key ] || .venv/bin/python -c 'import secrets; print(secrets.token_hex(16))' > var/devcloud-key
   export VAST_API_KEY="$(cat var/devcloud-key)"
   export VAST_API_URL="http://127.0.0.1:$devcloud_port"
+  # devcloud machines are directories on this host: the workspace lives in each machine's home,
+  # and the agent's dependencies are uploaded with it instead of fetched by the machine.
+  export DUMONT_WORKSPACE_PATH="${DUMONT_WORKSPACE_PATH:-~/workspace}"
+  export DUMONT_AGENT_UPLOAD_DEPENDENCIES="${DUMONT_AGENT_UPLOAD_DEPENDENCIES:-true}"
   log "starting devcloud (the vast.ai emulator) on $VAST_API_URL"
   .venv/bin/python -m devcloud --host 127.0.0.1 --port "$devcloud_port" --state-dir var/devcloud \
     --api-key "$VAST_API_KEY" \

@@ -1,7 +1,8 @@
 """The agent as a wheel, built from this repository once per content and cached under var/.
 
 Only `agent/` and `pyproject.toml` are copied to a scratch directory for the build, so the
-checkout is never written to (it may be read-only in production).
+checkout is never written to (it may be read-only in production). Machines without a package
+index get the wheels of its dependencies too (`dependency_wheels`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 from django.conf import settings
@@ -63,3 +65,37 @@ def agent_wheel() -> Path:
         shutil.copy(wheel, partial)
         partial.rename(cache / wheel.name)
         return cache / wheel.name
+
+
+def _extras_requirements() -> list[str]:
+    with open(Path(settings.BASE_DIR) / "pyproject.toml", "rb") as handle:
+        extras = tomllib.load(handle)["project"]["optional-dependencies"]
+    return sorted({requirement for group in extras.values() for requirement in group})
+
+
+def dependency_wheels() -> list[Path]:
+    """Wheels of everything the agent's extras need (NVML bindings, the snapshot engine's
+    boto3/zstandard/cryptography), for machines that cannot reach a package index: downloaded
+    once for this Python, cached under var/, and uploaded with the agent (~27 MB)."""
+    requirements = _extras_requirements()
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    key = hashlib.sha256("\n".join([tag, *requirements]).encode()).hexdigest()[:16]
+    cache = Path(settings.VAR_DIR) / "agent-dist" / f"wheels-{key}"
+    done = cache / ".complete"
+    if not done.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=".wheels-", dir=cache.parent))
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "-q", "--disable-pip-version-check",
+             "--dest", str(partial), *requirements],
+            capture_output=True, text=True, timeout=600,
+        )
+        if result.returncode != 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise AgentBuildError(f"downloading the agent's dependencies failed:\n{result.stderr[-2000:]}")
+        (partial / ".complete").touch()
+        try:
+            partial.rename(cache)  # atomic: a concurrent builder sees all of it or nothing
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)  # another builder got there first
+    return sorted(cache.glob("*.whl"))

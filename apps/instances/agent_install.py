@@ -1,8 +1,8 @@
 """Install the agent on a running machine over SSH and start it, detached.
 
 Steps, each named in the failure reason when it fails: connect (pinned host key), upload the
-wheel and the agent's config over SFTP, pip-install into ~/.dumont/lib, start the agent with
-setsid/nohup. The agent then has DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT to say hello.
+wheel (and, for machines without a package index, its dependencies' wheels) and the agent's
+config over SFTP, pip-install into ~/.dumont/lib, start the agent with setsid/nohup. The agent then has DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT to say hello.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import paramiko
 from django.conf import settings
 
 from . import agent_services
-from .agent_dist import AgentBuildError, agent_wheel
+from apps.snapshots.keys import SnapshotsNotConfigured
+
+from .agent_dist import AgentBuildError, agent_wheel, dependency_wheels
 from .models import Agent, AgentStatus, Instance, InstanceStatus
 from .ssh import HostKeyChanged, SshNotReady, ssh_exec, ssh_session
 
@@ -36,14 +38,18 @@ for candidate in python3 /usr/bin/python3 /opt/conda/bin/python3 /usr/local/bin/
 done
 [ -n "$PY" ] || {{ echo "no Python 3.9+ found on the machine" >&2; exit 10; }}
 rm -rf lib.new
-if command -v nvidia-smi >/dev/null 2>&1 || [ -e /dev/nvidia0 ]; then
-  "$PY" -m pip install -q --disable-pip-version-check --target lib.new "dist/{wheel}[nvml]" >&2
-else
-  "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --target lib.new "dist/{wheel}" >&2
-fi
+EXTRAS=snapshot
+if command -v nvidia-smi >/dev/null 2>&1 || [ -e /dev/nvidia0 ]; then EXTRAS=nvml,snapshot; fi
+INDEX=""
+if [ -d wheels ]; then INDEX="--no-index --find-links wheels"; fi  # uploaded: no package index needed
+"$PY" -m pip install -q --disable-pip-version-check $INDEX --target lib.new "dist/{wheel}[$EXTRAS]" >&2
 rm -rf lib && mv lib.new lib
 if [ -f agent.pid ]; then kill "$(cat agent.pid)" 2>/dev/null || true; fi
 set -a; . ./agent.env; set +a
+WORKSPACE="${{DUMONT_WORKSPACE:-/workspace}}"
+WORKSPACE="${{WORKSPACE/#\~/$HOME}}"
+# Where the user works, and what snapshots save.
+mkdir -p "$WORKSPACE" 2>/dev/null || echo "cannot create the workspace $WORKSPACE; snapshots will fail" >&2
 PYTHONPATH="$HOME/{dir}/lib" setsid nohup "$PY" -m agent run >> agent.log 2>&1 < /dev/null &
 echo $! > agent.pid
 echo "started agent pid $(cat agent.pid) with $PY"
@@ -60,8 +66,21 @@ def agent_env(instance: Instance, token: str) -> str:
         "DUMONT_INSTANCE_ID": str(instance.id),
         "DUMONT_AGENT_TOKEN": token,
         "DUMONT_AGENT_INTERVAL": f"{settings.DUMONT_AGENT_INTERVAL:g}",
+        # Where the agent snapshots the workspace on its own when the control plane stays out of
+        # reach (agent/protect.py). Snapshot commands bring these settings with them as well.
+        **_snapshot_env(instance),
     }
     return "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())
+
+
+def _snapshot_env(instance: Instance) -> dict[str, str]:
+    from apps.snapshots import services as snapshot_services, storage  # snapshots build on instances
+
+    try:
+        return storage.repository_env(snapshot_services.workspace_for(instance))
+    except SnapshotsNotConfigured as exc:
+        log.warning("instance %s: the agent gets no snapshot settings: %s", instance.id, exc.detail)
+        return {"DUMONT_WORKSPACE": settings.DUMONT_WORKSPACE_PATH}
 
 
 def install(instance_id) -> None:
@@ -82,12 +101,13 @@ def install(instance_id) -> None:
 def _install_over_ssh(instance: Instance, token: str) -> None:
     try:
         wheel = agent_wheel()
+        dependencies = dependency_wheels() if settings.DUMONT_AGENT_UPLOAD_DEPENDENCIES else []
     except AgentBuildError as exc:
         raise InstallFailed(f"build: {exc}") from None
     timeout = settings.DUMONT_AGENT_INSTALL_TIMEOUT
     try:
         with ssh_session(instance.ssh_host, instance.ssh_port, pinned_host_key=instance.ssh_host_key) as ssh:
-            _upload(ssh, wheel, agent_env(instance, token))
+            _upload(ssh, wheel, dependencies, agent_env(instance, token))
             script = INSTALL_SCRIPT.format(dir=REMOTE_DIR, wheel=wheel.name)
             status, out, err = ssh_exec(ssh, f"bash -c {shlex.quote(script)}", timeout=timeout)
     except HostKeyChanged as exc:
@@ -99,15 +119,19 @@ def _install_over_ssh(instance: Instance, token: str) -> None:
     log.info("instance %s: %s", instance.id, out.strip())
 
 
-def _upload(ssh: paramiko.SSHClient, wheel, env_text: str) -> None:
+def _upload(ssh: paramiko.SSHClient, wheel, dependencies: list, env_text: str) -> None:
     try:
         with ssh.open_sftp() as sftp:
-            for path in (REMOTE_DIR, f"{REMOTE_DIR}/dist"):
+            for path in (REMOTE_DIR, f"{REMOTE_DIR}/dist", *([f"{REMOTE_DIR}/wheels"] if dependencies else [])):
                 try:
                     sftp.mkdir(path, mode=0o700)
                 except OSError:
                     pass  # already there
             sftp.put(str(wheel), f"{REMOTE_DIR}/dist/{wheel.name}")
+            present = set(sftp.listdir(f"{REMOTE_DIR}/wheels")) if dependencies else set()
+            for dependency in dependencies:
+                if dependency.name not in present:  # a reinstall uploads only what changed
+                    sftp.put(str(dependency), f"{REMOTE_DIR}/wheels/{dependency.name}")
             with sftp.open(f"{REMOTE_DIR}/agent.env", "w") as handle:
                 handle.chmod(0o600)  # the token lives here
                 handle.write(env_text)

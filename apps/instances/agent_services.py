@@ -36,6 +36,7 @@ from .models import (
 )
 
 C = CommandStatus
+STORAGE_COMMANDS = ("snapshot", "restore")  # delivered with repository settings; apps.snapshots records them
 
 
 def token_digest(token: str) -> str:
@@ -148,7 +149,8 @@ def agent_heartbeat_record(*, token: str, heartbeat: wire.Heartbeat, sent: dict)
         _identity_for(digest, heartbeat)  # raises the right error
         raise Unauthenticated("unknown or revoked agent token")  # revoked in between
     return wire.HeartbeatReply(
-        commands=[wire.Command(id=str(pk), kind=kind, args=_json(args)) for pk, kind, args in rows if pk],
+        commands=[wire.Command(id=str(pk), kind=kind, args=_delivery_args(heartbeat.instance_id, kind, _json(args)))
+                  for pk, kind, args in rows if pk],
         interval_s=settings.DUMONT_AGENT_INTERVAL,
     )
 
@@ -257,8 +259,24 @@ def _apply_command_update(instance_id, update: wire.CommandUpdate, now) -> None:
     if update.status in COMMAND_FINAL:
         fields.update(finished_at=now, result=update.result, error=update.error or "")
         fields["acknowledged_at"] = Coalesce(F("acknowledged_at"), now)
-    AgentCommand.objects.filter(pk=_uuid_or_none(update.id), instance_id=instance_id,
-                                status__in=earlier).update(**fields)
+    command_id = _uuid_or_none(update.id)
+    moved = AgentCommand.objects.filter(pk=command_id, instance_id=instance_id, status__in=earlier).update(**fields)
+    if moved and update.status in COMMAND_FINAL:
+        command = AgentCommand.objects.get(pk=command_id)
+        if command.kind in STORAGE_COMMANDS:
+            from apps.snapshots import services as snapshot_services  # snapshots build on this module
+
+            snapshot_services.command_finished(command)
+
+
+def _delivery_args(instance_id: str, kind: str, args: dict) -> dict:
+    """What goes to the agent: snapshot commands get their repository settings (key included)
+    only here, at delivery, so no secret is ever stored in a command row."""
+    if kind not in STORAGE_COMMANDS:
+        return args
+    from apps.snapshots import services as snapshot_services
+
+    return snapshot_services.delivery_args(instance_id, kind, args)
 
 
 def _uuid_or_none(text: str):

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
+from apps.snapshots.views import panel_context as snapshot_panel_context
 from dumont.errors import DomainError, IllegalTransition, NotFound
 
 from . import selectors, services
@@ -103,7 +104,8 @@ def instance_detail(request: HttpRequest, instance_id) -> HttpResponse:
     instance = _instance_or_404(request, instance_id)
     if _wants_fragment(request):
         return _polled(request, STATUS_TEMPLATE, _status_context(instance))
-    return render(request, "instances/detail.html", {**_status_context(instance), **_agent_context(instance)})
+    return render(request, "instances/detail.html",
+                  {**_status_context(instance), **_agent_context(instance), **snapshot_panel_context(instance)})
 
 
 @login_required

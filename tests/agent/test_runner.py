@@ -238,7 +238,9 @@ def test_heartbeats_go_on_while_a_long_command_runs(tmp_path, control_plane):
     assert progress and progress[-1] == {"step": 4, "steps": 4}
 
 
-def test_snapshot_restore_and_unknown_commands_fail_with_a_clear_error(tmp_path, control_plane):
+def test_snapshot_commands_without_settings_and_unknown_commands_fail_with_a_clear_error(tmp_path, control_plane,
+                                                                                       monkeypatch):
+    monkeypatch.delenv("DUMONT_S3_ENDPOINT", raising=False)
     control_plane.deliver("snapshot", id="snap")
     control_plane.deliver("restore", {"snapshot": "s"}, id="rest")
     control_plane.deliver("reboot", id="boot")
@@ -250,7 +252,8 @@ def test_snapshot_restore_and_unknown_commands_fail_with_a_clear_error(tmp_path,
         command_id: [u.error for u in control_plane.updates(command_id) if u.status == "failed"]
         for command_id in ("snap", "rest", "boot")
     }
-    assert errors["snap"] == errors["rest"] == ["snapshot engine not installed in this agent version"]
+    missing = "DUMONT_S3_ENDPOINT, DUMONT_S3_BUCKET, DUMONT_S3_ACCESS_KEY, DUMONT_S3_SECRET_KEY, DUMONT_SNAPSHOT_KEY"
+    assert errors["snap"] == errors["rest"] == [f"snapshot settings: missing settings: {missing}"]
     assert errors["boot"] == ["unknown command kind 'reboot'; this agent runs echo, restore, snapshot, stop_agent"]
 
 

@@ -1,0 +1,51 @@
+"""Workspace keys: 32 random bytes per workspace, stored sealed with the master key
+(DUMONT_SNAPSHOT_MASTER_KEY). A database leak alone exposes no snapshot; the associated data
+ties each sealed key to its instance, so a key copied onto another row does not open."""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+
+from dumont.errors import Conflict
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+
+
+class SnapshotsNotConfigured(Conflict):
+    code = "snapshots_not_configured"
+
+
+def _master() -> AESGCM:
+    text = settings.DUMONT_SNAPSHOT_MASTER_KEY or ""
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise SnapshotsNotConfigured("DUMONT_SNAPSHOT_MASTER_KEY must be set to 64 hex characters (32 bytes)")
+    return AESGCM(key)
+
+
+def new_sealed_key(instance_id) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + _master().encrypt(nonce, os.urandom(KEY_BYTES), _aad(instance_id))
+
+
+def open_key(instance_id, sealed: bytes) -> bytes:
+    sealed = bytes(sealed)
+    try:
+        return _master().decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(instance_id))
+    except InvalidTag:
+        raise SnapshotsNotConfigured(
+            f"the workspace key of instance {instance_id} does not open with DUMONT_SNAPSHOT_MASTER_KEY "
+            "(was the master key changed?)"
+        ) from None
+
+
+def _aad(instance_id) -> bytes:
+    return f"dumont workspace key v1:{instance_id}".encode()

@@ -1,0 +1,63 @@
+"""Celery tasks for snapshots: thin wrappers around jobs.py and services.py.
+
+Storage errors (S3 down, throttled) retry with backoff; the checks are safe to repeat."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from agent.snapshot import StorageError
+from agent.snapshot.errors import RepositoryLocked
+
+from . import jobs, services
+
+log = logging.getLogger(__name__)
+
+_task = shared_task(bind=True, max_retries=None, acks_late=True)
+
+
+def _with_retries(task, job, snapshot_id: str) -> None:
+    try:
+        job(snapshot_id)
+    except StorageError as exc:
+        _retry_storage(task, f"snapshot {snapshot_id}: {job.__name__}", exc)
+
+
+def _retry_storage(task, what: str, exc: StorageError) -> None:
+    attempt = task.request.retries
+    if attempt + 1 >= settings.DUMONT_PROVIDER_MAX_ATTEMPTS:
+        log.error("%s gave up: %s", what, exc)
+        raise exc
+    delay = settings.DUMONT_PROVIDER_RETRY_DELAY * 2**attempt
+    log.warning("%s failed (%s); retry in %.1fs", what, exc, delay)
+    raise task.retry(countdown=delay, exc=exc) from None
+
+
+@_task
+def snapshot_verify(self, snapshot_id: str) -> None:
+    _with_retries(self, jobs.verify, snapshot_id)
+
+
+@_task
+def snapshot_forget(self, snapshot_id: str) -> None:
+    _with_retries(self, jobs.forget, snapshot_id)
+
+
+@_task
+def workspace_gc(self, instance_id: str) -> None:
+    """After snapshots were deleted. A snapshot being written holds the repository: try later."""
+    try:
+        jobs.collect_garbage(instance_id)
+    except RepositoryLocked as exc:
+        log.info("instance %s: gc postponed: %s", instance_id, exc)
+        raise self.retry(countdown=settings.DUMONT_SNAPSHOT_GC_RETRY, exc=exc, max_retries=20) from None
+    except StorageError as exc:
+        _retry_storage(self, f"instance {instance_id}: gc", exc)
+
+
+@shared_task
+def snapshots_fail_stale() -> int:
+    return services.snapshots_fail_stale()
