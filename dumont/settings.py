@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from dumont.env import (
     database_from_url,
     env_bool,
+    env_decimal,
     env_int,
     env_list,
     env_seconds,
@@ -233,6 +234,13 @@ DUMONT_AGENT_INSTALL_TIMEOUT = env_seconds("DUMONT_AGENT_INSTALL_TIMEOUT", 300)
 # Upload the wheels of the agent's dependencies with it, for machines that cannot reach a package
 # index (devcloud machines, locked-down hosts); otherwise the machine's pip fetches them.
 DUMONT_AGENT_UPLOAD_DEPENDENCIES = env_bool("DUMONT_AGENT_UPLOAD_DEPENDENCIES", False)
+
+# --- Prices for the savings report (US dollars) -------------------------------------------------
+
+# Snapshot storage on R2, per GB (10^9 bytes) and 30-day month.
+DUMONT_STORAGE_PRICE_PER_GB_MONTH = env_decimal("DUMONT_STORAGE_PRICE_PER_GB_MONTH", "0.015")
+# A stopped machine's disk, which the marketplace keeps billing while the GPU is free.
+DUMONT_STOPPED_DISK_PRICE_PER_GB_MONTH = env_decimal("DUMONT_STOPPED_DISK_PRICE_PER_GB_MONTH", "0.20")
 
 # --- Snapshots (object storage; workspace bytes go machine <-> storage, never through here) ----
 

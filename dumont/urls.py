@@ -11,6 +11,7 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("apps.instances.urls")),
     path("", include("apps.snapshots.urls")),
+    path("", include("apps.billing.urls")),
 ]
 
 urlpatterns = [
@@ -20,4 +21,5 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("", include("apps.instances.page_urls")),
     path("", include("apps.snapshots.page_urls")),
+    path("", include("apps.billing.page_urls")),
 ]
