@@ -42,11 +42,18 @@ def verify(snapshot_id) -> None:
     if snapshot is None:
         return
     # StorageError (S3 unreachable) propagates: the task retries; it says nothing of the snapshot.
-    error = check_in_storage(storage.repository(snapshot.instance.workspace), snapshot.engine_id)
+    repo = storage.repository(snapshot.instance.workspace)
+    error = check_in_storage(repo, snapshot.engine_id)
     if error:
         log.warning("snapshot %s of instance %s failed its storage check: %s",
                     snapshot.engine_id, snapshot.instance_id, error)
     services.snapshot_verified(snapshot_id=snapshot.pk, error=error)
+    services.workspace_stored(instance_id=snapshot.instance_id, stored_bytes=stored_size(repo))
+
+
+def stored_size(repo) -> int:
+    """Bytes the workspace takes in the bucket (what storage is billed on)."""
+    return sum(size for _name, size in repo.storage.list(""))
 
 
 def forget(snapshot_id) -> None:
@@ -66,7 +73,9 @@ def collect_garbage(instance_id) -> dict | None:
     workspace = Workspace.objects.filter(instance_id=instance_id).first()
     if workspace is None:
         return None
-    result = snapshot_gc(storage.repository(workspace), grace_s=settings.DUMONT_SNAPSHOT_GC_GRACE)
+    repo = storage.repository(workspace)
+    result = snapshot_gc(repo, grace_s=settings.DUMONT_SNAPSHOT_GC_GRACE)
+    services.workspace_stored(instance_id=instance_id, stored_bytes=stored_size(repo))
     log.info("instance %s: gc deleted %d objects (%d bytes) of %d", instance_id, result.objects_deleted,
              result.bytes_freed, result.objects_listed)
     return result.to_dict()

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.billing import services as billing_services
 from apps.instances.agent_services import agent_command_create
 from apps.instances.models import AgentCommand, AgentStatus, Instance, InstanceStatus
 from dumont.errors import Conflict, IllegalTransition
@@ -112,6 +113,11 @@ def snapshot_verified(*, snapshot_id, error: str = "") -> None:
             snapshot = Snapshot.objects.get(pk=snapshot_id)
             for old in snapshots_beyond_retention(snapshot.instance_id):
                 _begin_delete(old, actor="system:retention")
+
+
+def workspace_stored(*, instance_id, stored_bytes: int) -> None:
+    """The workspace's size in the bucket changed: storage is billed on it from now on."""
+    billing_services.record_storage(instance=Instance.objects.get(pk=instance_id), stored_bytes=stored_bytes)
 
 
 def snapshots_beyond_retention(instance_id) -> list[Snapshot]:

@@ -4,6 +4,8 @@ writing to the real S3 server, as the agent on a machine would."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from agent.snapshot import snapshot_create
@@ -282,3 +284,17 @@ def test_the_storage_check_names_a_missing_manifest(running, tasks, tmp_path):
     repo = storage.repository(workspace_for(running))
     repo.open_or_init()
     assert "manifest" in jobs.check_in_storage(repo, "20990101T000000.000Z-deadbeef")
+
+
+def test_the_workspace_size_in_storage_is_billed_after_each_check_and_gc(api, running, tasks, tmp_path, settings):
+    from apps.billing.models import LedgerEntry
+
+    settings.DUMONT_SNAPSHOT_GC_GRACE = 0
+    snapshot = take_snapshot(api, running, tmp_path, tasks, {"random": os.urandom(3_000_000)})
+    repo = storage.repository(Workspace.objects.get(instance=running))
+    stored = [entry.stored_bytes for entry in LedgerEntry.objects.filter(instance=running, kind="storage")]
+    assert stored == [jobs.stored_size(repo)] and stored[0] > 3_000_000  # incompressible, sealed
+    api.delete(f"/api/v1/snapshots/{snapshot.id}")
+    tasks.drain()
+    last = LedgerEntry.objects.filter(instance=running, kind="storage").order_by("at", "pk").last()
+    assert last.stored_bytes == jobs.stored_size(repo) < 1000  # config and a lock-free repository left
