@@ -1,7 +1,7 @@
 """devcloud: the vast.ai REST API on loopback, with machines that are real on this host.
 
     python -m devcloud --host 127.0.0.1 --port 0 --state-dir DIR --api-key KEY \
-        [--boot-delay SPEC] [--time-scale F] [--seed N]
+        [--boot-delay SPEC] [--time-scale F] [--seed N] [--fail-rate F] [--offers N]
 
 prints `devcloud ready http://127.0.0.1:PORT` once it serves. A machine is a directory
 (`DIR/machines/<id>/disk/`, its home and working directory), the processes started on it and
@@ -16,6 +16,10 @@ ssh_port already set, SSH refused) for the boot delay -> "running" (SSH listens,
 set, onstart runs). Stop is synchronous (processes killed, SSH closed, disk kept, "stopped");
 start goes through "loading" again with the same host key and, when free, the same port.
 Destroy is synchronous too; the offer is rentable again afterwards.
+
+Like a real marketplace, a share of new machines (--fail-rate, default 0.1; 0 under
+devcloud.testing) never becomes ready or dies: each such machine gets one of the per-machine
+faults below, drawn from a seeded generator. --offers sizes the catalog (default 40).
 
 Admin API (account key), never subject to faults:
     GET  /_devcloud/machines               internals: dir, pids, ssh port, token, fault flags
@@ -45,6 +49,14 @@ and time scale back to the command line's):
                           exit_after_running machines created from now on; default 0.5.
     boot_delay: SPEC      boot delay of boots started from now on.
     time_scale: F         multiplier of boot delays started from now on.
+    fail_rate: F          share (0-1) of machines created from now on that get a random
+                          per-machine fault (stuck_loading, exit_after_running or oci_error).
+    machine_profiles: [{...}, ...]
+                          the next machines created take these profiles in order, instead of
+                          the knobs above: flags stuck_loading / exit_after_running / oci_error,
+                          and real seconds boot_delay_s (every boot; default: the boot clock),
+                          ssh_delay_s, exit_delay_s, create_delay_s (the create request waits
+                          this long before the machine exists, then answers).
 Per-machine faults (stuck_loading, exit_after_running, oci_error) belong to the machine and
 apply again if it is stopped and started.
 """

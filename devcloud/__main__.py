@@ -13,7 +13,7 @@ import threading
 from . import admin_api, vast_api
 from .cloud import Cloud, clean_state_dir
 from .delays import DEFAULT_SPEC, BootClock
-from .faults import Faults
+from .faults import DEFAULT_FAIL_RATE, Faults, parse_fail_rate
 from .http import App, DevcloudHTTPServer
 
 logger = logging.getLogger("devcloud")
@@ -31,7 +31,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"fixed:S | uniform:LO,HI | lognormal:median=M,p90=P (default {DEFAULT_SPEC})",
     )
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiplies every boot delay")
-    parser.add_argument("--seed", type=int, default=1, help="seeds the offer catalog and boot delays")
+    parser.add_argument("--seed", type=int, default=1, help="seeds the offer catalog, boot delays and faults")
+    parser.add_argument(
+        "--fail-rate",
+        type=float,
+        default=DEFAULT_FAIL_RATE,
+        help=f"share of new machines that never become ready or exit (default {DEFAULT_FAIL_RATE})",
+    )
+    parser.add_argument("--offers", type=int, default=40, help="offers in the catalog (default 40)")
     parser.add_argument(
         "--log-level", default=os.environ.get("DEVCLOUD_LOG_LEVEL", "INFO"), help="default: $DEVCLOUD_LOG_LEVEL or INFO"
     )
@@ -40,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--api-key (or DEVCLOUD_API_KEY) is required")
     try:
         args.clock = BootClock(args.boot_delay, args.time_scale, args.seed)
+        parse_fail_rate(args.fail_rate)
     except ValueError as exc:
         parser.error(str(exc))
     return args
@@ -57,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     run_id = secrets.token_hex(6)
     clean_state_dir(args.state_dir, run_id)
-    faults = Faults(args.clock)
-    cloud = Cloud(state_dir=args.state_dir, run_id=run_id, faults=faults, seed=args.seed)
+    faults = Faults(args.clock, fail_rate=args.fail_rate, seed=args.seed)
+    cloud = Cloud(state_dir=args.state_dir, run_id=run_id, faults=faults, seed=args.seed, offer_count=args.offers)
     app = App(api_key=args.api_key, faults=faults)
     vast_api.install(app, cloud, faults)
     admin_api.install(app, cloud, faults)

@@ -58,12 +58,14 @@ LOCATIONS = (
 CPU_NAMES = ("AMD EPYC 7543", "AMD EPYC 7B13", "Xeon Gold 6338", "Ryzen 9 7950X", "Xeon E5-2698 v4")
 
 
-def generate_offers(seed: int) -> list[dict]:
+def generate_offers(seed: int, count: int = OFFER_COUNT) -> list[dict]:
+    """`count` offers (at least the 12 hand-shaped ones); the same seed and count, the same offers."""
+    count = max(count, len(GPU_MODELS) + 4)
     rng = random.Random(f"catalog-{seed}")
-    ask_ids = _increasing_ids(rng, OFFER_COUNT, start=4_100_000)
-    machine_ids = rng.sample(range(10_000, 60_000), OFFER_COUNT)
+    ask_ids = _increasing_ids(rng, count, start=4_100_000)
+    machine_ids = rng.sample(range(10_000, 10_000 + max(50_000, count * 10)), count)
     shapes = [(model, 1, True) for model in GPU_MODELS] + [(GPU_MODELS[0], 1, True)] * 4
-    while len(shapes) < OFFER_COUNT:
+    while len(shapes) < count:
         model = rng.choices(GPU_MODELS, weights=_MODEL_WEIGHTS)[0]
         shapes.append((model, rng.choice((1, 1, 1, 2, 2, 4, 8)), False))
     return [

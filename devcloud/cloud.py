@@ -18,7 +18,7 @@ import threading
 import time
 
 from . import catalog, procs
-from .faults import Faults
+from .faults import Faults, MachineFaults
 from .machine import OCI_ERROR_MSG, CreateRequest, Machine, MachineHost
 from .ssh import SSHServer, free_port, load_or_create_host_key, public_key_blob
 
@@ -38,14 +38,14 @@ class UnknownMachine(Exception):
 
 
 class Cloud:
-    def __init__(self, *, state_dir: str, run_id: str, faults: Faults, seed: int):
+    def __init__(self, *, state_dir: str, run_id: str, faults: Faults, seed: int, offer_count: int = catalog.OFFER_COUNT):
         self.state_dir = os.path.abspath(state_dir)
         self.machines_dir = os.path.join(self.state_dir, "machines")
         self.run_id = run_id
         self.faults = faults
         self.url = ""  # set once the HTTP server listens; machines get it as DEVCLOUD_URL
         self._lock = threading.Lock()
-        self._offers = {offer["id"]: offer for offer in catalog.generate_offers(seed)}
+        self._offers = {offer["id"]: offer for offer in catalog.generate_offers(seed, offer_count)}
         self._machines: dict[int, Machine] = {}
         self._account_keys: list[dict] = []
         self._id_file = os.path.join(self.state_dir, "next_instance_id")
@@ -88,7 +88,8 @@ class Cloud:
 
     # --- instances ---------------------------------------------------------------------------
 
-    def create(self, offer_id: int, request: CreateRequest) -> int:
+    def create(self, offer_id: int, request: CreateRequest, profile: MachineFaults | None = None) -> int:
+        """`profile`: this machine's faults (machine_profiles knob); else drawn from the knobs."""
         with self._lock:
             offer = self._offers.get(offer_id)
             if offer is None or offer["rented"]:
@@ -100,7 +101,7 @@ class Cloud:
             key_blobs = [key["blob"] for key in self._account_keys]
         self._save_next_id()
         try:
-            machine = self._prepare_machine(machine_id, offer_copy, request, key_blobs)
+            machine = self._prepare_machine(machine_id, offer_copy, request, key_blobs, profile)
         except Exception:
             self._release_offer(offer_id)
             raise
@@ -197,7 +198,10 @@ class Cloud:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def _prepare_machine(self, machine_id: int, offer: dict, request: CreateRequest, key_blobs: list[bytes]) -> Machine:
+    def _prepare_machine(
+        self, machine_id: int, offer: dict, request: CreateRequest, key_blobs: list[bytes],
+        profile: MachineFaults | None,
+    ) -> Machine:
         machine_dir = os.path.join(self.machines_dir, str(machine_id))
         disk = os.path.join(machine_dir, "disk")
         os.makedirs(disk)
@@ -222,7 +226,7 @@ class Cloud:
             request=request,
             dir=machine_dir,
             token=token,
-            faults=self.faults.for_new_machine(),
+            faults=self.faults.for_new_machine(profile),
             host=host,
             host_key=load_or_create_host_key(os.path.join(machine_dir, "ssh_host_ed25519_key")),
             ssh_port=free_port(),
@@ -262,7 +266,10 @@ class Cloud:
         machine.boots += 1
         machine.actual_status = None if provisioning else "loading"
         machine.status_msg = "" if provisioning else f"Pulling {machine.request.image}"
-        args = (machine, machine.generation, machine.cancel_boot, self.faults.clock.sample_seconds(), provisioning)
+        delay_s = machine.faults.boot_delay_s
+        if delay_s is None:
+            delay_s = self.faults.clock.sample_seconds()
+        args = (machine, machine.generation, machine.cancel_boot, delay_s, provisioning)
         threading.Thread(target=self._boot, args=args, name=f"boot-{machine.id}", daemon=True).start()
 
     def _boot(

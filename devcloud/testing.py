@@ -13,7 +13,8 @@
         cloud.api("GET", "/api/v1/instances/")   # any call with the account key -> (status, body)
 
 `run_devcloud(state_dir, *, api_key="test-key", boot_delay="fixed:0.2", time_scale=1.0, seed=1,
-startup_timeout=30.0)` runs `python -m devcloud` with this interpreter on a free port, waits
+fail_rate=0.0, offers=40, startup_timeout=30.0)` runs `python -m devcloud` with this interpreter
+on a free port (no random machine failures unless `fail_rate` says so), waits
 for its ready line and, on exit, stops it with SIGTERM (SIGKILL after 10 s), which kills every
 machine process. Its log goes to `<state_dir>.log` (beside the state dir, which devcloud owns).
 
@@ -104,6 +105,8 @@ def run_devcloud(
     boot_delay: str = "fixed:0.2",
     time_scale: float = 1.0,
     seed: int = 1,
+    fail_rate: float = 0.0,
+    offers: int = 40,
     startup_timeout: float = 30.0,
 ) -> Iterator[DevCloud]:
     state_dir = Path(state_dir)
@@ -127,6 +130,10 @@ def run_devcloud(
         str(time_scale),
         "--seed",
         str(seed),
+        "--fail-rate",
+        str(fail_rate),
+        "--offers",
+        str(offers),
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))}
     with open(log_path, "ab") as log:

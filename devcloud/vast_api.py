@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import shlex
+import time
 
 from .catalog import BadQuery
 from .cloud import Cloud, OfferUnavailable, UnknownMachine
@@ -55,8 +56,11 @@ class VastApi:
         spec = parse_create_request(request.json_object())
         if self.faults.take("vanish_offers"):
             return _no_such_ask(offer_id)
+        profile = self.faults.take_profile()
+        if profile is not None and profile.create_delay_s:
+            time.sleep(profile.create_delay_s)  # a slow marketplace: the machine exists only after
         try:
-            instance_id = self.cloud.create(offer_id, spec)
+            instance_id = self.cloud.create(offer_id, spec, profile)
         except OfferUnavailable:
             return _no_such_ask(offer_id)
         lost = self.faults.take_numbered("lose_create_reply")

@@ -175,6 +175,8 @@ SPECTACULAR_SETTINGS = {
         "InstanceStatusEnum": "apps.instances.models.InstanceStatus",
         "AgentStatusEnum": "apps.instances.models.AgentStatus",
         "CommandStatusEnum": "apps.instances.models.CommandStatus",
+        "StartStrategyEnum": "apps.instances.race.models.StartStrategy",
+        "RaceStatusEnum": "apps.instances.race.models.RaceStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -196,6 +198,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "agents-mark-silent": {"task": "apps.instances.tasks.agents_mark_silent", "schedule": 15.0},
+    "machines-reconcile": {
+        "task": "apps.instances.tasks.machines_reconcile",
+        "schedule": env_seconds("DUMONT_RECONCILE_INTERVAL", 30),
+    },
     "snapshots-fail-stale": {"task": "apps.snapshots.tasks.snapshots_fail_stale", "schedule": 60.0},
 }
 
@@ -220,6 +226,25 @@ DUMONT_PROVIDER_RETRY_DELAY = env_seconds("DUMONT_PROVIDER_RETRY_DELAY", 10)
 DUMONT_PROVIDER_MAX_ATTEMPTS = env_int("DUMONT_PROVIDER_MAX_ATTEMPTS", 5, minimum=1)
 DUMONT_CREATE_MAX_OFFERS = env_int("DUMONT_CREATE_MAX_OFFERS", 3, minimum=1)
 DUMONT_IDEMPOTENCY_TTL = env_seconds("DUMONT_IDEMPOTENCY_TTL", 24 * 3600)
+
+# --- Racing several machines (create, wake) -------------------------------------------------------
+
+# What create does for a GPU spec when the request names no strategy: "race" or "single".
+DUMONT_START_STRATEGY = env_str("DUMONT_START_STRATEGY", "race")
+if DUMONT_START_STRATEGY not in ("race", "single"):
+    raise ImproperlyConfigured(f"DUMONT_START_STRATEGY={DUMONT_START_STRATEGY!r} must be race or single")
+DUMONT_RACE_BATCH_SIZE = env_int("DUMONT_RACE_BATCH_SIZE", 5, minimum=1)
+DUMONT_RACE_ROUNDS = env_int("DUMONT_RACE_ROUNDS", 3, minimum=1)
+DUMONT_RACE_ROUND_TIMEOUT = env_seconds("DUMONT_RACE_ROUND_TIMEOUT", 90)
+# One provider list call per poll covers every candidate of the race.
+DUMONT_RACE_POLL_INTERVAL = env_seconds("DUMONT_RACE_POLL_INTERVAL", 2)
+# The worker driving a race renews its lease every poll; past it, the reconciler takes over.
+DUMONT_RACE_LEASE = env_seconds("DUMONT_RACE_LEASE", 30)
+DUMONT_RACE_SEARCH_LIMIT = env_int("DUMONT_RACE_SEARCH_LIMIT", 50, minimum=1)
+DUMONT_RACE_DESTROY_ATTEMPTS = env_int("DUMONT_RACE_DESTROY_ATTEMPTS", 5, minimum=1)
+# A Dumont-labelled machine that no live instance or race owns is destroyed once the
+# reconciler has seen it this long.
+DUMONT_RECONCILE_GRACE = env_seconds("DUMONT_RECONCILE_GRACE", 120)
 
 # --- The agent on each machine ------------------------------------------------------------------
 

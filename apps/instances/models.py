@@ -5,6 +5,9 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+# Race rows live in race/models.py; imported here so Django registers them with this app.
+from .race.models import Race, RaceCandidate, StartStrategy, StrayMachine  # noqa: F401
+
 
 class InstanceStatus(models.TextChoices):
     REQUESTED = "requested"
@@ -63,6 +66,10 @@ class Instance(models.Model):
     requested_offer_id = models.CharField(max_length=50, blank=True)
     image = models.CharField(max_length=300)
     disk_gb = models.PositiveIntegerField(default=32)
+    start_strategy = models.CharField(
+        max_length=10, choices=StartStrategy.choices, default=StartStrategy.SINGLE,
+        help_text="race: start several machines, keep the first ready; single: one machine.",
+    )
 
     # What the provider gave. create_attempted_at is written *before* the create call so that a
     # lost reply is looked up by label instead of creating a second machine.
@@ -76,6 +83,9 @@ class Instance(models.Model):
     ssh_host = models.CharField(max_length=255, blank=True)
     ssh_port = models.PositiveIntegerField(null=True, blank=True)
     ssh_host_key = models.TextField(blank=True, help_text="Pinned on first handshake; a change is refused.")
+    provider_label = models.CharField(
+        max_length=100, blank=True, help_text="The machine's label when it is not dumont-<id> (a race winner's)."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -89,8 +99,11 @@ class Instance(models.Model):
 
     @property
     def machine_label(self) -> str:
-        """The label every provider machine of this instance carries; leak hunts match on it."""
-        return f"dumont-{self.id}"
+        """The label its machine carries at the provider; leak hunts match on it.
+
+        `dumont-<id>` for a single start; a race winner keeps its candidate label.
+        """
+        return self.provider_label or f"dumont-{self.id}"
 
     @property
     def is_settled(self) -> bool:

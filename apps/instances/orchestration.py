@@ -19,6 +19,7 @@ from . import services
 from .models import Instance, InstanceStatus
 from .providers.base import CreateSpec, MachineState, OfferGone, OfferQuery, Provider, ProviderError
 from .providers.registry import get_provider
+from .race import services as race_services
 from .ssh import HostKeyChanged, SshNotReady, control_plane_public_key, ssh_handshake
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def _load(instance_id) -> Instance | None:
     return Instance.objects.filter(pk=instance_id).first()
 
 
-def _register_ssh_key(provider: Provider) -> None:
+def register_ssh_key(provider: Provider) -> None:
     """Machines must accept our key; vast account keys reach only machines created afterwards."""
     public_key = control_plane_public_key()
     if (provider.name, public_key) not in _keys_registered:
@@ -77,7 +78,7 @@ def provision(instance_id) -> None:
     provider = _provider(instance)
     if instance.create_attempted_at and _adopt_machine_by_label(provider, instance):
         return
-    _register_ssh_key(provider)
+    register_ssh_key(provider)
     offers = _candidate_offers(provider, instance)
     if offers is None:
         _try_offer(provider, instance, offer_id=instance.requested_offer_id, offer=None)
@@ -244,16 +245,27 @@ def destroy_machine(instance_id) -> None:
     if instance is None or instance.status != S.DESTROYING:
         return
     provider = _provider(instance)
+    _destroy_race_machines(provider, instance)
     machine_id = instance.machine_id
     if not machine_id and instance.create_attempted_at:
         found = provider.find_by_label(instance.machine_label)
         machine_id = found.id if found else ""
     if machine_id:
         provider.destroy(machine_id)
+        race_services.candidate_machine_gone(instance_id=instance.id, machine_id=machine_id)
     services.instance_record_destroyed(
         instance_id=instance.id,
         reason=f"machine {machine_id} destroyed" if machine_id else "no machine had been created",
     )
+
+
+def _destroy_race_machines(provider: Provider, instance: Instance) -> None:
+    """A race still running for the instance is called off and its machines go first; creates
+    still in flight are destroyed on arrival by the race's worker."""
+    for candidate in race_services.candidates_destroy_requested(instance_id=instance.id):
+        if candidate.machine_id != instance.machine_id:
+            provider.destroy(candidate.machine_id)
+            race_services.candidate_record_destroyed(candidate_id=candidate.pk)
 
 
 def give_up(instance_id, *, step: str, error: ProviderError) -> None:

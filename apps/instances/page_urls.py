@@ -12,6 +12,7 @@ urlpatterns = [
     path("instances/<uuid:instance_id>", views.instance_detail, name="detail"),
     path("instances/<uuid:instance_id>/row", views.instance_row, name="row"),
     path("instances/<uuid:instance_id>/agent", views.instance_agent, name="agent"),
+    path("instances/<uuid:instance_id>/race", views.instance_race, name="race"),
     path("instances/<uuid:instance_id>/pause", views.instance_pause, name="pause"),
     path("instances/<uuid:instance_id>/resume", views.instance_resume, name="resume"),
     path("instances/<uuid:instance_id>/destroy", views.instance_destroy, name="destroy"),

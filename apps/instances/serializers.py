@@ -2,9 +2,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from . import services
 from .models import Agent, AgentCommand, AgentSample, Instance, InstanceEvent, InstanceStatus
+from .race.models import Race, RaceCandidate, StartStrategy
+from .race.selectors import instance_latest_race
 from .selectors import instance_recent_commands, instance_recent_samples
 
 DEFAULT_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
@@ -29,12 +33,20 @@ class InstanceCreateSerializer(serializers.Serializer):
     max_price_per_hour = serializers.DecimalField(
         max_digits=8, decimal_places=4, min_value=Decimal("0.01"), required=False
     )
+    strategy = serializers.ChoiceField(
+        choices=StartStrategy.choices, required=False,
+        help_text="race: start several machines at once and keep the first ready (the default for "
+        "a GPU spec); single: one machine (always, for a chosen offer_id).",
+    )
 
     def validate(self, attrs):
         if not attrs.get("offer_id") and not attrs.get("gpu_name"):
             raise serializers.ValidationError("give either offer_id or gpu_name")
         if attrs.get("offer_id") and attrs.get("gpu_name"):
             raise serializers.ValidationError("give offer_id or a GPU spec, not both")
+        if attrs.get("offer_id") and attrs.get("strategy") == StartStrategy.RACE:
+            raise serializers.ValidationError("a race needs a GPU spec, not one chosen offer_id")
+        attrs.setdefault("strategy", services.default_start_strategy(offer_id=attrs.get("offer_id", "")))
         return attrs
 
 
@@ -53,7 +65,7 @@ class InstanceSerializer(serializers.ModelSerializer):
         fields = [
             "id", "label", "status", "status_reason", "status_changed_at", "settled",
             "provider", "gpu_name", "num_gpus", "min_gpu_ram_gb", "max_price_per_hour",
-            "requested_offer_id", "image", "disk_gb",
+            "requested_offer_id", "image", "disk_gb", "start_strategy",
             "offer_id", "machine_id", "machine_label", "machine_gpu_name", "price_per_hour",
             "location", "ssh_host", "ssh_port", "created_at", "updated_at",
         ]
@@ -83,15 +95,44 @@ class AgentCommandSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class RaceCandidateSerializer(serializers.ModelSerializer):
+    phase = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = RaceCandidate
+        fields = ["round", "slot", "label", "offer_id", "host_id", "gpu_name", "price_per_hour", "location",
+                  "machine_id", "phase", "outcome", "error", "create_requested_at", "created_at", "running_at",
+                  "ssh_ready_at", "destroy_requested_at", "destroyed_at", "billed_seconds", "cost"]
+        read_only_fields = fields
+
+
+class RaceSerializer(serializers.ModelSerializer):
+    candidates = RaceCandidateSerializer(many=True, read_only=True)
+    time_to_ready_s = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Race
+        fields = ["id", "purpose", "status", "result", "batch_size", "max_rounds", "round_timeout_s", "round",
+                  "round_deadline_at", "started_at", "ready_at", "finished_at", "cleaned_up_at",
+                  "time_to_ready_s", "loser_seconds", "loser_cost", "candidates"]
+        read_only_fields = fields
+
+
 class InstanceDetailSerializer(InstanceSerializer):
     events = InstanceEventSerializer(many=True, read_only=True)
     agent = AgentSerializer(read_only=True, allow_null=True, default=None)
     recent_samples = serializers.SerializerMethodField()
     commands = serializers.SerializerMethodField()
+    race = serializers.SerializerMethodField()
 
     class Meta(InstanceSerializer.Meta):
-        fields = InstanceSerializer.Meta.fields + ["events", "agent", "recent_samples", "commands"]
+        fields = InstanceSerializer.Meta.fields + ["events", "agent", "recent_samples", "commands", "race"]
         read_only_fields = fields
+
+    @extend_schema_field(RaceSerializer(allow_null=True))
+    def get_race(self, instance) -> dict | None:
+        race = instance_latest_race(instance=instance)
+        return RaceSerializer(race).data if race else None
 
     def get_recent_samples(self, instance) -> list[dict]:
         return AgentSampleSerializer(instance_recent_samples(instance=instance), many=True).data

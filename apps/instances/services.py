@@ -21,6 +21,8 @@ from dumont.errors import Conflict, IllegalTransition, InvalidInput
 
 from . import agent_services
 from .models import ALLOWED_FROM, IdempotencyRecord, Instance, InstanceEvent, InstanceStatus
+from .race import start_race
+from .race.models import RacePurpose, StartStrategy
 
 S = InstanceStatus
 
@@ -84,11 +86,20 @@ def instance_create(
     min_gpu_ram_gb: int | None = None,
     max_price_per_hour: Decimal | None = None,
     offer_id: str = "",
+    strategy: str = StartStrategy.SINGLE,
 ) -> Instance:
+    """Record the request and queue the start: one machine (single) or a race of several.
+
+    The API and the pages pass the strategy the user chose, else DUMONT_START_STRATEGY.
+    """
     if not offer_id and not gpu_name:
         raise InvalidInput("give either offer_id or gpu_name", code="missing_gpu_spec")
     if offer_id and gpu_name:
         raise InvalidInput("give offer_id or a GPU spec, not both", code="ambiguous_gpu_spec")
+    if strategy not in StartStrategy.values:
+        raise InvalidInput(f"strategy must be one of {', '.join(StartStrategy.values)}", code="bad_strategy")
+    if strategy == StartStrategy.RACE and offer_id:
+        raise InvalidInput("a race needs a GPU spec, not one chosen offer", code="race_needs_gpu_spec")
     with transaction.atomic():
         instance = Instance.objects.create(
             user=user,
@@ -101,12 +112,21 @@ def instance_create(
             max_price_per_hour=max_price_per_hour,
             requested_offer_id=offer_id,
             provider=settings.DUMONT_PROVIDER,
+            start_strategy=strategy,
         )
         InstanceEvent.objects.create(
             instance=instance, actor=actor, to_status=S.REQUESTED, reason="created"
         )
-        _enqueue("instance_provision", instance.id)
+        if strategy == StartStrategy.RACE:
+            start_race(instance, purpose=RacePurpose.CREATE)
+        else:
+            _enqueue("instance_provision", instance.id)
     return instance
+
+
+def default_start_strategy(*, offer_id: str = "") -> str:
+    """What create does when the request names no strategy: a chosen offer is started alone."""
+    return StartStrategy.SINGLE if offer_id else settings.DUMONT_START_STRATEGY
 
 
 def instance_pause(*, instance: Instance, actor: str) -> Instance:

@@ -17,6 +17,8 @@ from dumont.errors import IllegalTransition
 from . import agent_install as installer
 from . import agent_services, orchestration
 from .providers.base import ProviderError
+from .race import engine as race_engine
+from .race import reconciler
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +82,14 @@ def agent_expect_heartbeat(self, instance_id: str) -> None:
 @shared_task
 def agents_mark_silent() -> int:
     return agent_services.agents_mark_silent()
+
+
+@_task
+def race_run(self, race_id: str) -> None:
+    """Drive one race to its end; a second copy of the task finds the lease taken and returns."""
+    race_engine.run_race(race_id)
+
+
+@shared_task
+def machines_reconcile() -> dict:
+    return vars(reconciler.reconcile())

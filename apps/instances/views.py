@@ -24,11 +24,13 @@ from dumont.errors import DomainError, IllegalTransition, NotFound
 from . import selectors, services
 from .forms import COMMON_GPU_NAMES, InstanceCreateForm, InstanceFilterForm
 from .models import Instance, InstanceStatus
+from .race.selectors import instance_race_panel
 from .sparkline import sparkline
 
 ROW_TEMPLATE = "instances/_row.html"
 STATUS_TEMPLATE = "instances/_status.html"
 AGENT_TEMPLATE = "instances/_agent.html"
+RACE_TEMPLATE = "instances/_race.html"
 
 
 def _actor(request: HttpRequest) -> str:
@@ -105,7 +107,24 @@ def instance_detail(request: HttpRequest, instance_id) -> HttpResponse:
     if _wants_fragment(request):
         return _polled(request, STATUS_TEMPLATE, _status_context(instance))
     return render(request, "instances/detail.html",
-                  {**_status_context(instance), **_agent_context(instance), **snapshot_panel_context(instance)})
+                  {**_status_context(instance), **_agent_context(instance), **snapshot_panel_context(instance),
+                   **_race_context(instance)})
+
+
+def _race_context(instance: Instance) -> dict:
+    return {"instance": instance, "race_panel": instance_race_panel(instance=instance)}
+
+
+@login_required
+@require_GET
+def instance_race(request: HttpRequest, instance_id) -> HttpResponse:
+    """The race panel, polled while its race runs or cleans up; 286 stops the polling."""
+    instance = _instance_or_404(request, instance_id)
+    context = _race_context(instance)
+    html = render_to_string(RACE_TEMPLATE, context, request)
+    if context["race_panel"] and context["race_panel"].live:
+        return HttpResponse(html)
+    return HttpResponseStopPolling(html)
 
 
 @login_required
@@ -127,7 +146,8 @@ def instance_create(request: HttpRequest) -> HttpResponse:
     if form.is_bound and form.is_valid():
         try:
             instance = services.instance_create(
-                user=request.user, actor=_actor(request), **form.cleaned_data
+                user=request.user, actor=_actor(request), strategy=services.default_start_strategy(),
+                **form.cleaned_data,
             )
         except DomainError as exc:
             form.add_error(None, exc.detail)
