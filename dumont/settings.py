@@ -203,6 +203,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_seconds("DUMONT_RECONCILE_INTERVAL", 30),
     },
     "snapshots-fail-stale": {"task": "apps.snapshots.tasks.snapshots_fail_stale", "schedule": 60.0},
+    "hibernation-tick": {"task": "apps.instances.tasks.hibernation_tick",
+                         "schedule": env_seconds("DUMONT_HIBERNATION_TICK", 15)},
 }
 
 # --- Providers --------------------------------------------------------------------------------
@@ -259,6 +261,20 @@ DUMONT_AGENT_INSTALL_TIMEOUT = env_seconds("DUMONT_AGENT_INSTALL_TIMEOUT", 300)
 # Upload the wheels of the agent's dependencies with it, for machines that cannot reach a package
 # index (devcloud machines, locked-down hosts); otherwise the machine's pip fetches them.
 DUMONT_AGENT_UPLOAD_DEPENDENCIES = env_bool("DUMONT_AGENT_UPLOAD_DEPENDENCIES", False)
+
+# --- Auto-hibernation and wake ------------------------------------------------------------------
+
+# Idle: every GPU under the threshold for the window and none of the signals showing use
+# (ssh_input: a keystroke in a terminal session; jupyter: a busy kernel; cpu: CPU above 50%).
+# Each instance can override them (API, page, admin).
+DUMONT_IDLE_GPU_THRESHOLD = env_seconds("DUMONT_IDLE_GPU_THRESHOLD", 5.0)
+DUMONT_IDLE_WINDOW = env_seconds("DUMONT_IDLE_WINDOW", 180)
+DUMONT_IDLE_SIGNALS = env_list("DUMONT_IDLE_SIGNALS", ["ssh_input", "jupyter"])
+DUMONT_HIBERNATION_TICK = env_seconds("DUMONT_HIBERNATION_TICK", 15)
+# Paused by hibernation this long, the machine is destroyed and only the snapshot kept.
+DUMONT_HIBERNATE_RELEASE_AFTER = env_seconds("DUMONT_HIBERNATE_RELEASE_AFTER", 30 * 60)
+# Waking a paused machine that is not up by then (its GPU was taken): race for a new one.
+DUMONT_WAKE_START_TIMEOUT = env_seconds("DUMONT_WAKE_START_TIMEOUT", 30)
 
 # --- Prices for the savings report (US dollars) -------------------------------------------------
 

@@ -85,7 +85,8 @@ def _snapshot_env(instance: Instance) -> dict[str, str]:
 
 def install(instance_id) -> None:
     """Orchestration step: install and start the agent on a running instance."""
-    instance = Instance.objects.filter(pk=instance_id, status=InstanceStatus.RUNNING).first()
+    # Waking: a new machine for a hibernated workspace, whose agent restores the snapshot.
+    instance = Instance.objects.filter(pk=instance_id, status__in=(InstanceStatus.RUNNING, InstanceStatus.WAKING)).first()
     if instance is None:
         return
     token = agent_services.agent_install_begin(instance_id=instance.id)

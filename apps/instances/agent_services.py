@@ -261,12 +261,26 @@ def _apply_command_update(instance_id, update: wire.CommandUpdate, now) -> None:
         fields["acknowledged_at"] = Coalesce(F("acknowledged_at"), now)
     command_id = _uuid_or_none(update.id)
     moved = AgentCommand.objects.filter(pk=command_id, instance_id=instance_id, status__in=earlier).update(**fields)
-    if moved and update.status in COMMAND_FINAL:
-        command = AgentCommand.objects.get(pk=command_id)
-        if command.kind in STORAGE_COMMANDS:
-            from apps.snapshots import services as snapshot_services  # snapshots build on this module
+    if moved and command_id and (update.status in COMMAND_FINAL or update.status == C.ACKNOWLEDGED):
+        _storage_command_moved(AgentCommand.objects.get(pk=command_id))
 
-            snapshot_services.command_finished(command)
+
+def _storage_command_moved(command: AgentCommand) -> None:
+    """Snapshots and wakes follow their commands (both build on this module: imported late)."""
+    if command.kind not in STORAGE_COMMANDS:
+        return
+    from apps.snapshots import services as snapshot_services
+
+    from .hibernation import services as hibernation_services
+
+    final = command.status in COMMAND_FINAL
+    if command.kind == "snapshot" and final:
+        snapshot_services.command_finished(command)
+    elif command.kind == "restore":
+        if final:
+            hibernation_services.wake_restore_finished(command)
+        else:
+            hibernation_services.wake_restore_started(command)
 
 
 def _delivery_args(instance_id: str, kind: str, args: dict) -> dict:

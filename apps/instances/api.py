@@ -10,9 +10,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
+from .hibernation import services as hibernation_services
 from .models import InstanceStatus
 from .serializers import (
     ErrorSerializer,
+    IdlePolicySerializer,
     InstanceCreateSerializer,
     InstanceDetailSerializer,
     InstanceSerializer,
@@ -77,6 +79,21 @@ class InstanceDetail(APIView):
         return Response(InstanceDetailSerializer(instance).data)
 
     @extend_schema(
+        operation_id="instances_partial_update",
+        request=IdlePolicySerializer,
+        responses={200: InstanceSerializer, **ERRORS},
+        description="Change the instance's idle policy: auto_hibernate, idle_gpu_threshold (%), idle_window_s, "
+                    "idle_signals (ssh_input, jupyter, cpu) and keep_awake_until. null goes back to the "
+                    "global setting.",
+    )
+    def patch(self, request, instance_id):
+        instance = selectors.instance_get(user=request.user, instance_id=instance_id)
+        form = IdlePolicySerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        instance = services.instance_set_idle_policy(instance=instance, actor=actor_of(request), **form.validated_data)
+        return Response(InstanceSerializer(instance).data)
+
+    @extend_schema(
         operation_id="instances_destroy",
         responses={202: InstanceSerializer, **ERRORS},
         description="Destroy the machine for good. 409 once the instance is already destroyed.",
@@ -100,6 +117,29 @@ def _action_view(service, operation_id: str, description: str):
 
     ActionView.__name__ = ActionView.__qualname__ = f"{operation_id.title().replace('_', '')}View"
     return ActionView.as_view()
+
+
+class InstanceWake(APIView):
+    @extend_schema(
+        operation_id="instances_wake", request=None, parameters=[IDEMPOTENCY_HEADER],
+        responses={202: InstanceSerializer, **ERRORS},
+        description="Bring the workspace back: a paused machine is started again (a race for a new one "
+                    "if it does not come back in time); a hibernated one gets a new machine from a race "
+                    "and its newest snapshot restored. Idempotent: waking or running instances are "
+                    "answered as they are, a hibernating or stopping one wakes once that is done.",
+    )
+    def post(self, request, instance_id):
+        instance = selectors.instance_get(user=request.user, instance_id=instance_id)
+
+        def wake():
+            woken = hibernation_services.instance_wake(instance=instance, actor=actor_of(request))
+            return status.HTTP_202_ACCEPTED, InstanceSerializer(woken).data
+
+        code, body, replayed = services.idempotent(
+            user=request.user, scope=f"instances.wake:{instance.pk}", key=request.headers.get("Idempotency-Key"),
+            payload={}, perform=wake,
+        )
+        return Response(body, status=code, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 instance_pause = _action_view(

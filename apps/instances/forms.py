@@ -41,3 +41,33 @@ class InstanceFilterForm(forms.Form):
         choices=[("", "All statuses"), *InstanceStatus.choices], required=False
     )
     show_destroyed = forms.BooleanField(required=False)
+
+
+class IdlePolicyForm(forms.Form):
+    """The page twin of serializers.IdlePolicySerializer: empty fields take the global settings."""
+
+    auto_hibernate = forms.BooleanField(label="Hibernate when idle", required=False)
+    idle_gpu_threshold = forms.FloatField(label="GPU under (%)", min_value=0.1, max_value=100, required=False)
+    idle_window_s = forms.IntegerField(label="for (seconds)", min_value=10, max_value=7 * 24 * 3600, required=False)
+    idle_signals = forms.MultipleChoiceField(
+        label="Counts as use", required=False, widget=forms.CheckboxSelectMultiple,
+        choices=[("ssh_input", "typing in a terminal"), ("jupyter", "a busy Jupyter kernel"), ("cpu", "CPU above 50%")],
+    )
+    default_signals = forms.BooleanField(label="Use the default signals", required=False)
+    keep_awake_until = forms.DateTimeField(label="Keep awake until (UTC)", required=False,
+                                           widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+
+    @classmethod
+    def for_instance(cls, instance) -> IdlePolicyForm:
+        return cls(initial={
+            "auto_hibernate": instance.auto_hibernate, "idle_gpu_threshold": instance.idle_gpu_threshold,
+            "idle_window_s": instance.idle_window_s, "idle_signals": instance.idle_signals or [],
+            "default_signals": instance.idle_signals is None,
+            "keep_awake_until": instance.keep_awake_until.strftime("%Y-%m-%dT%H:%M") if instance.keep_awake_until else None,
+        })
+
+    def clean(self):
+        data = super().clean()
+        signals = None if data.pop("default_signals", False) else sorted(data.get("idle_signals") or [])
+        data["idle_signals"] = signals
+        return data

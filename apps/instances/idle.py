@@ -50,7 +50,7 @@ def evaluate(samples: list, policy: IdlePolicy, *, now: datetime, agent_healthy:
     """`samples`: objects with at, gpu_util_max, gpu_error, ssh_sessions, last_input_age_s,
     jupyter_busy_kernels, cpu_percent (AgentSample rows), any order."""
     ordered = sorted(samples, key=lambda sample: sample.at)
-    last_activity = _last_activity(ordered, policy)
+    last_activity = last_activity_in(ordered, policy)
     if policy.keep_awake_until is not None and policy.keep_awake_until > now:
         return Verdict(False, f"kept awake until {policy.keep_awake_until:%Y-%m-%d %H:%M} UTC", last_activity)
     if not agent_healthy:
@@ -89,7 +89,7 @@ def _input_at(sample) -> datetime | None:
     return sample.at - timedelta(seconds=sample.last_input_age_s)
 
 
-def _last_activity(ordered: list, policy: IdlePolicy) -> datetime | None:
+def last_activity_in(ordered: list, policy: IdlePolicy) -> datetime | None:
     """The newest time a sample showed counted use (GPU, input, kernels, CPU)."""
     newest = None
     for sample in ordered:

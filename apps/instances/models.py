@@ -7,6 +7,7 @@ from django.db import models
 
 # Race rows live in race/models.py; imported here so Django registers them with this app.
 from .race.models import Race, RaceCandidate, StartStrategy, StrayMachine  # noqa: F401
+from .hibernation.models import Wake  # noqa: F401  (same: registered with this app)
 
 
 class InstanceStatus(models.TextChoices):
@@ -30,10 +31,12 @@ S = InstanceStatus
 ALLOWED_FROM: dict[str, frozenset[str]] = {
     S.PROVISIONING: frozenset({S.REQUESTED}),
     S.BOOTING: frozenset({S.PROVISIONING}),
-    S.RUNNING: frozenset({S.BOOTING, S.WAKING}),
-    S.STOPPING: frozenset({S.RUNNING}),
+    S.RUNNING: frozenset({S.BOOTING, S.WAKING, S.HIBERNATING}),  # from hibernating: called off
+    S.HIBERNATING: frozenset({S.RUNNING}),
+    S.STOPPING: frozenset({S.RUNNING, S.HIBERNATING}),
     S.PAUSED: frozenset({S.STOPPING}),
-    S.WAKING: frozenset({S.PAUSED}),
+    S.HIBERNATED: frozenset({S.PAUSED}),
+    S.WAKING: frozenset({S.PAUSED, S.HIBERNATED}),
     S.DESTROYING: frozenset(set(S) - {S.DESTROYING, S.DESTROYED}),
     S.DESTROYED: frozenset({S.DESTROYING}),
     S.FAILED: frozenset(set(S) - {S.FAILED, S.DESTROYED}),
@@ -86,6 +89,20 @@ class Instance(models.Model):
     provider_label = models.CharField(
         max_length=100, blank=True, help_text="The machine's label when it is not dumont-<id> (a race winner's)."
     )
+
+    # Auto-hibernation: the idle policy (empty: the global settings) and its bookkeeping.
+    auto_hibernate = models.BooleanField(default=True, help_text="Snapshot and stop the machine when idle.")
+    idle_gpu_threshold = models.FloatField(null=True, blank=True, help_text="Percent; empty: DUMONT_IDLE_GPU_THRESHOLD.")
+    idle_window_s = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds; empty: DUMONT_IDLE_WINDOW.")
+    idle_signals = models.JSONField(null=True, blank=True,
+                                    help_text="Activity that counts as use: ssh_input, jupyter, cpu; empty: DUMONT_IDLE_SIGNALS.")
+    keep_awake_until = models.DateTimeField(null=True, blank=True, help_text="Never hibernated before this.")
+    last_activity_at = models.DateTimeField(null=True, blank=True,
+                                            help_text="Newest use seen; a machine is given back only with a snapshot newer than this.")
+    release_at = models.DateTimeField(null=True, blank=True, help_text="Paused by hibernation: the machine is given back then.")
+    wake_requested_at = models.DateTimeField(null=True, blank=True, help_text="A wake that waits for a snapshot or a stop.")
+    wake_fallback_at = models.DateTimeField(null=True, blank=True,
+                                            help_text="Waking a paused machine: race for a new one if it is not up by then.")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

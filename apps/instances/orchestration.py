@@ -154,6 +154,8 @@ def watch(instance_id) -> float | None:
     instance = _load(instance_id)
     if instance is None or instance.status not in (S.BOOTING, S.WAKING, S.STOPPING):
         return None
+    if instance.status == S.WAKING and not instance.machine_id:
+        return None  # a race finds this wake its machine, and drives it
     if instance.deadline_at and timezone.now() > instance.deadline_at:
         _give_up_waiting(instance)
         return None

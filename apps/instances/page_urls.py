@@ -16,4 +16,6 @@ urlpatterns = [
     path("instances/<uuid:instance_id>/pause", views.instance_pause, name="pause"),
     path("instances/<uuid:instance_id>/resume", views.instance_resume, name="resume"),
     path("instances/<uuid:instance_id>/destroy", views.instance_destroy, name="destroy"),
+    path("instances/<uuid:instance_id>/wake", views.instance_wake, name="wake"),
+    path("instances/<uuid:instance_id>/idle-policy", views.instance_idle_policy, name="idle-policy"),
 ]

@@ -6,6 +6,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from . import services
+from .hibernation.models import Wake
+from .idle import SIGNALS
 from .models import Agent, AgentCommand, AgentSample, Instance, InstanceEvent, InstanceStatus
 from .race.models import Race, RaceCandidate, StartStrategy
 from .race.selectors import instance_latest_race
@@ -67,8 +69,40 @@ class InstanceSerializer(serializers.ModelSerializer):
             "provider", "gpu_name", "num_gpus", "min_gpu_ram_gb", "max_price_per_hour",
             "requested_offer_id", "image", "disk_gb", "start_strategy",
             "offer_id", "machine_id", "machine_label", "machine_gpu_name", "price_per_hour",
-            "location", "ssh_host", "ssh_port", "created_at", "updated_at",
+            "location", "ssh_host", "ssh_port", "auto_hibernate", "idle_gpu_threshold", "idle_window_s",
+            "idle_signals", "keep_awake_until", "last_activity_at", "release_at", "wake_requested_at",
+            "created_at", "updated_at",
         ]
+        read_only_fields = fields
+
+
+class IdlePolicySerializer(serializers.Serializer):
+    """PATCH an instance's idle policy; null puts a field back to the global setting."""
+
+    auto_hibernate = serializers.BooleanField(required=False)
+    idle_gpu_threshold = serializers.FloatField(min_value=0.1, max_value=100, required=False, allow_null=True)
+    idle_window_s = serializers.IntegerField(min_value=10, max_value=7 * 24 * 3600, required=False, allow_null=True)
+    idle_signals = serializers.ListField(child=serializers.ChoiceField(choices=SIGNALS), required=False,
+                                         allow_null=True, allow_empty=True, max_length=len(SIGNALS))
+    keep_awake_until = serializers.DateTimeField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(f"give at least one of: {', '.join(self.fields)}")
+        if attrs.get("idle_signals") is not None:
+            attrs["idle_signals"] = sorted(set(attrs["idle_signals"]))
+        return attrs
+
+
+class WakeSerializer(serializers.ModelSerializer):
+    parts = serializers.DictField(child=serializers.FloatField(allow_null=True), read_only=True,
+                                  help_text="Seconds: machine, agent, restore, total (null until done)")
+    race = serializers.UUIDField(source="race_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Wake
+        fields = ["source", "requested_at", "race", "machine_ready_at", "restore_started_at", "running_at",
+                  "failed_at", "error", "fell_back_to_race_at", "parts"]
         read_only_fields = fields
 
 
@@ -124,10 +158,26 @@ class InstanceDetailSerializer(InstanceSerializer):
     recent_samples = serializers.SerializerMethodField()
     commands = serializers.SerializerMethodField()
     race = serializers.SerializerMethodField()
+    wake = serializers.SerializerMethodField()
+    restore_progress = serializers.SerializerMethodField()
 
     class Meta(InstanceSerializer.Meta):
-        fields = InstanceSerializer.Meta.fields + ["events", "agent", "recent_samples", "commands", "race"]
+        fields = InstanceSerializer.Meta.fields + ["events", "agent", "recent_samples", "commands", "race", "wake",
+                                                   "restore_progress"]
         read_only_fields = fields
+
+    @extend_schema_field(WakeSerializer(allow_null=True))
+    def get_wake(self, instance) -> dict | None:
+        wake = instance.wakes.first()
+        return WakeSerializer(wake).data if wake else None
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_restore_progress(self, instance) -> dict | None:
+        """The agent's latest report while a wake restores the workspace."""
+        wake = instance.wakes.select_related("restore_command").first()
+        if wake is None or wake.running_at or wake.failed_at or wake.restore_command is None:
+            return None
+        return wake.restore_command.progress
 
     @extend_schema_field(RaceSerializer(allow_null=True))
     def get_race(self, instance) -> dict | None:

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.billing import services as billing_services
 from dumont.errors import Conflict, IllegalTransition, InvalidInput
 
 from . import agent_services
@@ -62,6 +63,7 @@ def _transition(
             setattr(instance, name, value)
         instance.save()
         event.save()
+        billing_services.record_state(instance=instance, status=to, at=instance.status_changed_at)
         if then:
             _enqueue(then, instance.id)
     return instance
@@ -117,6 +119,7 @@ def instance_create(
         InstanceEvent.objects.create(
             instance=instance, actor=actor, to_status=S.REQUESTED, reason="created"
         )
+        billing_services.record_state(instance=instance, status=S.REQUESTED, at=instance.created_at)
         if strategy == StartStrategy.RACE:
             start_race(instance, purpose=RacePurpose.CREATE)
         else:
@@ -151,6 +154,19 @@ def instance_resume(*, instance: Instance, actor: str) -> Instance:
         then="instance_start_machine",
         deadline_at=_deadline(settings.DUMONT_BOOT_TIMEOUT),
     )
+
+
+def instance_set_idle_policy(*, instance: Instance, actor: str, **policy) -> Instance:
+    """Change when the instance hibernates; the change is an event in its timeline."""
+    with transaction.atomic():
+        instance = Instance.objects.select_for_update().get(pk=instance.pk)
+        for name, value in policy.items():
+            setattr(instance, name, value)
+        instance.save()
+        described = ", ".join(f"{name}={'default' if value is None else value}" for name, value in policy.items())
+        InstanceEvent.objects.create(instance=instance, actor=actor, from_status=instance.status,
+                                     to_status=instance.status, reason=f"idle policy: {described}")
+    return instance
 
 
 def instance_destroy(*, instance: Instance, actor: str) -> Instance:
@@ -209,17 +225,23 @@ def instance_record_ready(*, instance_id, ssh_host: str, ssh_port: int, ssh_host
 
     The agent is (re)installed on every arrival in running: a stop kills its process.
     """
-    return _transition(
-        instance_id=instance_id,
-        to=S.RUNNING,
-        actor="system:watch",
-        reason=f"SSH ready at {ssh_host}:{ssh_port}",
-        then="agent_install" if settings.DUMONT_AGENT_ENABLED else None,
-        ssh_host=ssh_host,
-        ssh_port=ssh_port,
-        ssh_host_key=ssh_host_key,
-        deadline_at=None,
-    )
+    from .hibernation.services import wake_record_running  # hibernation builds on this module
+
+    with transaction.atomic():
+        instance = _transition(
+            instance_id=instance_id,
+            to=S.RUNNING,
+            actor="system:watch",
+            reason=f"SSH ready at {ssh_host}:{ssh_port}",
+            then="agent_install" if settings.DUMONT_AGENT_ENABLED else None,
+            ssh_host=ssh_host,
+            ssh_port=ssh_port,
+            ssh_host_key=ssh_host_key,
+            deadline_at=None,
+            wake_fallback_at=None,
+        )
+        wake_record_running(instance=instance)  # a paused machine woken: that wake is done
+    return instance
 
 
 def instance_record_stopped(*, instance_id) -> Instance:

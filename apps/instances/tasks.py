@@ -17,6 +17,8 @@ from dumont.errors import IllegalTransition
 from . import agent_install as installer
 from . import agent_services, orchestration
 from .providers.base import ProviderError
+from .hibernation import orchestration as hibernation
+from .hibernation import tick as hibernation_beat
 from .race import engine as race_engine
 from .race import reconciler
 
@@ -93,3 +95,18 @@ def race_run(self, race_id: str) -> None:
 @shared_task
 def machines_reconcile() -> dict:
     return vars(reconciler.reconcile())
+
+
+@shared_task
+def hibernation_tick() -> dict:
+    return {name: [str(pk) for pk in pks] for name, pks in vars(hibernation_beat.tick()).items()}
+
+
+@_task
+def hibernation_release_machine(self, instance_id: str) -> None:
+    _run_step(self, "release_machine", instance_id, module=hibernation)
+
+
+@_task
+def hibernation_wake_fallback(self, instance_id: str) -> None:
+    _run_step(self, "wake_fallback", instance_id, module=hibernation)

@@ -9,5 +9,6 @@ urlpatterns = [
     path("instances/<str:instance_id>", api.InstanceDetail.as_view(), name="detail"),
     path("instances/<str:instance_id>/pause", api.instance_pause, name="pause"),
     path("instances/<str:instance_id>/resume", api.instance_resume, name="resume"),
+    path("instances/<str:instance_id>/wake", api.InstanceWake.as_view(), name="wake"),
     path("agent/status", agent_api.agent_status, name="agent-status"),
 ]

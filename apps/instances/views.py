@@ -22,7 +22,8 @@ from apps.snapshots.views import panel_context as snapshot_panel_context
 from dumont.errors import DomainError, IllegalTransition, NotFound
 
 from . import selectors, services
-from .forms import COMMON_GPU_NAMES, InstanceCreateForm, InstanceFilterForm
+from .forms import COMMON_GPU_NAMES, IdlePolicyForm, InstanceCreateForm, InstanceFilterForm
+from .hibernation import services as hibernation_services
 from .models import Instance, InstanceStatus
 from .race.selectors import instance_race_panel
 from .sparkline import sparkline
@@ -50,7 +51,15 @@ def _wants_fragment(request: HttpRequest) -> bool:
 
 
 def _status_context(instance: Instance, **extra) -> dict:
-    return {"instance": instance, "events": selectors.instance_events(instance=instance), **extra}
+    wake = instance.wakes.select_related("restore_command").first()
+    restoring = wake is not None and not (wake.running_at or wake.failed_at) and wake.restore_command is not None
+    return {
+        "instance": instance,
+        "events": selectors.instance_events(instance=instance),
+        "wake": wake,
+        "restore_progress": (wake.restore_command.progress or {}) if restoring else None,
+        **extra,
+    }
 
 
 def _agent_context(instance: Instance) -> dict:
@@ -108,7 +117,7 @@ def instance_detail(request: HttpRequest, instance_id) -> HttpResponse:
         return _polled(request, STATUS_TEMPLATE, _status_context(instance))
     return render(request, "instances/detail.html",
                   {**_status_context(instance), **_agent_context(instance), **snapshot_panel_context(instance),
-                   **_race_context(instance)})
+                   **_race_context(instance), "policy_form": IdlePolicyForm.for_instance(instance)})
 
 
 def _race_context(instance: Instance) -> dict:
@@ -170,6 +179,27 @@ def instance_pause(request: HttpRequest, instance_id) -> HttpResponse:
 @require_POST
 def instance_resume(request: HttpRequest, instance_id) -> HttpResponse:
     return _act(request, instance_id, services.instance_resume, verb="resume", doing="Resuming")
+
+
+@login_required
+@require_POST
+def instance_wake(request: HttpRequest, instance_id) -> HttpResponse:
+    return _act(request, instance_id, hibernation_services.instance_wake, verb="wake", doing="Waking")
+
+
+@login_required
+@require_POST
+def instance_idle_policy(request: HttpRequest, instance_id) -> HttpResponse:
+    instance = _instance_or_404(request, instance_id)
+    form = IdlePolicyForm(request.POST)
+    if form.is_valid():
+        services.instance_set_idle_policy(instance=instance, actor=_actor(request), **form.cleaned_data)
+        messages.success(request, "Idle policy saved.")
+    else:
+        messages.error(request, "Idle policy not saved: " + "; ".join(
+            f"{form.fields[name].label if name in form.fields else name}: {' '.join(errors)}"
+            for name, errors in form.errors.items()))
+    return redirect("instances:detail", instance.id)
 
 
 @login_required

@@ -147,8 +147,8 @@ def test_row_offers_the_actions_its_state_allows(browser, user):
     paused = make_instance(user, status=S.PAUSED, label="p")
     destroying = make_instance(user, status=S.DESTROYING, label="d")
     page = browser.get(reverse("instances:list")).content.decode()
-    assert action_url("pause", running) in page and action_url("resume", running) not in page
-    assert action_url("resume", paused) in page and action_url("pause", paused) not in page
+    assert action_url("pause", running) in page and action_url("wake", running) not in page
+    assert action_url("wake", paused) in page and action_url("pause", paused) not in page
     assert action_url("destroy", running) in page and action_url("destroy", paused) in page
     assert action_url("destroy", destroying) not in page
 

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.billing import services as billing_services
 from dumont.errors import Conflict, IllegalTransition
 
 from .. import services as instance_services
@@ -222,6 +223,12 @@ def candidate_record_destroyed(*, candidate_id) -> None:
                 loser_seconds=F("loser_seconds") + candidate.billed_seconds,
                 loser_cost=F("loser_cost") + candidate.cost,
             )
+            if candidate.billed_seconds:
+                # Dated at the race's start: a create race's losers are boot cost on both sides of
+                # the savings report, a wake race's are a cost of hibernating.
+                billing_services.record_race_loss(
+                    instance=candidate.race.instance, seconds=candidate.billed_seconds,
+                    price_per_hour=candidate.price_per_hour or 0, at=candidate.race.started_at)
 
 
 def candidate_machine_gone(*, instance_id, machine_id: str) -> None:
@@ -281,12 +288,18 @@ def race_record_winner(*, race_id, candidate_id, host_key: str, ready_at: dateti
 
 
 def _record_instance_running(race: Race, candidate: RaceCandidate, host_key: str) -> None:
+    """The winner becomes the instance's machine. A wake that restores a snapshot stays `waking`
+    until the agent, installed now, has restored it (hibernation.services)."""
+    from ..hibernation.services import wake_machine_ready  # hibernation builds on the race
+
+    restoring = race.purpose == RacePurpose.WAKE and wake_machine_ready(instance=race.instance)
     instance_services._transition(
         instance_id=race.instance_id,
-        to=S.RUNNING,
+        to=S.WAKING if restoring else S.RUNNING,
         actor="system:race",
-        reason=f"won the race: SSH ready at {candidate.ssh_host}:{candidate.ssh_port}",
-        allowed_from=frozenset({S.PROVISIONING, S.BOOTING, S.WAKING}),
+        reason=(f"won the race: SSH ready at {candidate.ssh_host}:{candidate.ssh_port}"
+                + ("; installing the agent to restore the workspace" if restoring else "")),
+        allowed_from=frozenset({S.WAKING}) if restoring else frozenset({S.PROVISIONING, S.BOOTING, S.WAKING}),
         then="agent_install" if settings.DUMONT_AGENT_ENABLED else None,
         machine_id=candidate.machine_id,
         provider_label=candidate.label,
