@@ -3,6 +3,8 @@ from django.contrib import admin, messages
 from dumont.errors import DomainError
 
 from . import services
+from .hibernation import services as hibernation_services
+from .hibernation.models import Wake
 from .models import Agent, AgentCommand, Instance, InstanceEvent
 from .race.models import Race, RaceCandidate, StrayMachine
 
@@ -26,6 +28,22 @@ class AgentCommandInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ["-created_at"]
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+IDLE_POLICY_FIELDS = ("auto_hibernate", "idle_gpu_threshold", "idle_window_s", "idle_signals", "keep_awake_until")
+
+
+class WakeInline(admin.TabularInline):
+    model = Wake
+    extra = 0
+    can_delete = False
+    fields = ["requested_at", "source", "actor", "machine_ready_at", "restore_started_at", "running_at",
+              "failed_at", "error"]
+    readonly_fields = fields
+    ordering = ["-requested_at"]
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -60,16 +78,22 @@ class InstanceAdmin(admin.ModelAdmin):
     search_fields = ["id", "label", "user__username", "machine_id", "offer_id", "ssh_host"]
     date_hierarchy = "created_at"
     list_select_related = ["user"]
-    inlines = [InstanceEventInline, AgentCommandInline]
+    inlines = [InstanceEventInline, WakeInline, AgentCommandInline]
     actions = [
         _bulk(services.instance_pause, "Pause"),
-        _bulk(services.instance_resume, "Resume"),
+        _bulk(hibernation_services.instance_wake, "Wake"),
         _bulk(services.instance_destroy, "Destroy"),
     ]
-    readonly_fields = [f.name for f in Instance._meta.fields]
+    # Only the idle policy is edited here, and through its service (an event records the change).
+    readonly_fields = [f.name for f in Instance._meta.fields if f.name not in IDLE_POLICY_FIELDS]
 
     def has_add_permission(self, request):
         return False  # instances are created through the API or the pages, which rent a machine
+
+    def save_model(self, request, obj, form, change):
+        changed = {name: form.cleaned_data[name] for name in form.changed_data if name in IDLE_POLICY_FIELDS}
+        if changed:
+            services.instance_set_idle_policy(instance=obj, actor=f"admin:{request.user.get_username()}", **changed)
 
 
 @admin.register(InstanceEvent)

@@ -3,11 +3,24 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 # Race rows live in race/models.py; imported here so Django registers them with this app.
 from .race.models import Race, RaceCandidate, StartStrategy, StrayMachine  # noqa: F401
 from .hibernation.models import Wake  # noqa: F401  (same: registered with this app)
+
+
+def _validate_idle_signals(value) -> None:
+    from .idle import SIGNALS
+
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("a list of signal names")
+    unknown = sorted(set(value) - set(SIGNALS))
+    if unknown:
+        raise ValidationError(f"unknown signals {', '.join(unknown)}; known: {', '.join(SIGNALS)}")
 
 
 class InstanceStatus(models.TextChoices):
@@ -94,7 +107,7 @@ class Instance(models.Model):
     auto_hibernate = models.BooleanField(default=True, help_text="Snapshot and stop the machine when idle.")
     idle_gpu_threshold = models.FloatField(null=True, blank=True, help_text="Percent; empty: DUMONT_IDLE_GPU_THRESHOLD.")
     idle_window_s = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds; empty: DUMONT_IDLE_WINDOW.")
-    idle_signals = models.JSONField(null=True, blank=True,
+    idle_signals = models.JSONField(null=True, blank=True, validators=[_validate_idle_signals],
                                     help_text="Activity that counts as use: ssh_input, jupyter, cpu; empty: DUMONT_IDLE_SIGNALS.")
     keep_awake_until = models.DateTimeField(null=True, blank=True, help_text="Never hibernated before this.")
     last_activity_at = models.DateTimeField(null=True, blank=True,

@@ -25,7 +25,7 @@ def test_admin_actions_go_through_the_services_and_log_the_operator(admin_client
     running = Instance.objects.create(user=user, label="a", image="i", status=S.RUNNING)
     paused = Instance.objects.create(user=user, label="b", image="i", status=S.PAUSED)
     _run_action(admin_client, "action_pause", running)
-    _run_action(admin_client, "action_resume", paused)
+    _run_action(admin_client, "action_wake", paused)
     running.refresh_from_db()
     paused.refresh_from_db()
     assert (running.status, paused.status) == (S.STOPPING, S.WAKING)

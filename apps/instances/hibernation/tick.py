@@ -44,9 +44,9 @@ def tick(now: datetime | None = None) -> TickReport:
     report = TickReport()
     for instance in Instance.objects.filter(status=S.RUNNING, auto_hibernate=True,
                                             agent__status=AgentStatus.HEALTHY).select_related("agent"):
-        _consider_idle(instance, now, report)
+        _guarded(_consider_idle, instance, now, report)
     for instance in Instance.objects.filter(status=S.HIBERNATING):
-        _follow_hibernation(instance, now, report)
+        _guarded(_follow_hibernation, instance, now, report)
     for instance in Instance.objects.filter(status=S.PAUSED, release_at__lte=now):
         if services.release_claim(instance_id=instance.pk):
             _enqueue("hibernation_release_machine", instance.pk)
@@ -58,6 +58,14 @@ def tick(now: datetime | None = None) -> TickReport:
         _enqueue("hibernation_wake_fallback", instance_id)
         report.falling_back.append(instance_id)
     return report
+
+
+def _guarded(step, instance: Instance, now: datetime, report: TickReport) -> None:
+    """One instance's trouble (a bad policy row, say) must not stop the tick for the others."""
+    try:
+        step(instance, now, report)
+    except Exception:
+        log.exception("instance %s: hibernation tick step %s failed", instance.pk, step.__name__)
 
 
 def _enqueue(task_name: str, instance_id) -> None:
