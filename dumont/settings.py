@@ -205,6 +205,8 @@ CELERY_BEAT_SCHEDULE = {
     "snapshots-fail-stale": {"task": "apps.snapshots.tasks.snapshots_fail_stale", "schedule": 60.0},
     "hibernation-tick": {"task": "apps.instances.tasks.hibernation_tick",
                          "schedule": env_seconds("DUMONT_HIBERNATION_TICK", 15)},
+    "snapshots-expire": {"task": "apps.snapshots.tasks.snapshots_expire", "schedule": 3600.0},
+    "agent-samples-purge": {"task": "apps.instances.tasks.agent_samples_purge", "schedule": 3600.0},
 }
 
 # --- Providers --------------------------------------------------------------------------------
@@ -258,6 +260,8 @@ DUMONT_AGENT_SAMPLES_KEPT = env_int("DUMONT_AGENT_SAMPLES_KEPT", 360, minimum=18
 DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT = env_seconds("DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT", 120)
 DUMONT_AGENT_SILENT_AFTER = env_seconds("DUMONT_AGENT_SILENT_AFTER", 60)
 DUMONT_AGENT_INSTALL_TIMEOUT = env_seconds("DUMONT_AGENT_INSTALL_TIMEOUT", 300)
+# A destroyed instance's samples are deleted after this.
+DUMONT_SAMPLES_KEEP_AFTER_DESTROY = env_seconds("DUMONT_SAMPLES_KEEP_AFTER_DESTROY", 24 * 3600)
 # Upload the wheels of the agent's dependencies with it, for machines that cannot reach a package
 # index (devcloud machines, locked-down hosts); otherwise the machine's pip fetches them.
 DUMONT_AGENT_UPLOAD_DEPENDENCIES = env_bool("DUMONT_AGENT_UPLOAD_DEPENDENCIES", False)
@@ -297,6 +301,8 @@ DUMONT_SNAPSHOT_PARALLEL = env_int("DUMONT_SNAPSHOT_PARALLEL", 32, minimum=1)
 DUMONT_SNAPSHOT_KEEP_LAST = env_int("DUMONT_SNAPSHOT_KEEP_LAST", 3, minimum=1)
 # A snapshot the agent has not finished within this long is failed (the agent died with it).
 DUMONT_SNAPSHOT_TIMEOUT = env_seconds("DUMONT_SNAPSHOT_TIMEOUT", 2 * 3600)
+# A destroyed instance's snapshots are kept this long (a way back after a mistaken destroy).
+DUMONT_SNAPSHOT_KEEP_AFTER_DESTROY = env_seconds("DUMONT_SNAPSHOT_KEEP_AFTER_DESTROY", 7 * 24 * 3600)
 # Garbage collection keeps unreferenced objects younger than this (uploads of a snapshot in
 # flight), and retries this often while a snapshot holds the repository.
 DUMONT_SNAPSHOT_GC_GRACE = env_seconds("DUMONT_SNAPSHOT_GC_GRACE", 3600)

@@ -33,6 +33,7 @@ from .models import (
     AgentStatus,
     CommandStatus,
     Instance,
+    InstanceStatus,
 )
 
 C = CommandStatus
@@ -358,3 +359,11 @@ def agents_mark_silent() -> int:
     return Agent.objects.filter(status=AgentStatus.HEALTHY, last_heartbeat_at__lt=cutoff).update(
         status=AgentStatus.SILENT, error=f"no heartbeat for more than {settings.DUMONT_AGENT_SILENT_AFTER:g} s"
     )
+
+
+def agent_samples_purge() -> int:
+    """Samples are a bounded ring per instance; a destroyed instance's ring goes after a day."""
+    limit = timezone.now() - timedelta(seconds=settings.DUMONT_SAMPLES_KEEP_AFTER_DESTROY)
+    deleted, _ = AgentSample.objects.filter(instance__status=InstanceStatus.DESTROYED,
+                                            instance__status_changed_at__lt=limit).delete()
+    return deleted

@@ -86,6 +86,11 @@ def agents_mark_silent() -> int:
     return agent_services.agents_mark_silent()
 
 
+@shared_task
+def agent_samples_purge() -> int:
+    return agent_services.agent_samples_purge()
+
+
 @_task
 def race_run(self, race_id: str) -> None:
     """Drive one race to its end; a second copy of the task finds the lease taken and returns."""

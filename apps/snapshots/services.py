@@ -170,6 +170,22 @@ def snapshot_forgotten(*, snapshot_id) -> None:
         _enqueue("workspace_gc", str(snapshot.instance_id))
 
 
+def snapshots_expire() -> int:
+    """Snapshots of instances destroyed more than DUMONT_SNAPSHOT_KEEP_AFTER_DESTROY ago go
+    (manifest, then gc): a destroyed workspace is not billed for storage forever."""
+    limit = timezone.now() - timedelta(seconds=settings.DUMONT_SNAPSHOT_KEEP_AFTER_DESTROY)
+    expired = Snapshot.objects.filter(status=St.SUCCEEDED, instance__status=InstanceStatus.DESTROYED,
+                                      instance__status_changed_at__lt=limit)
+    count = 0
+    with transaction.atomic():
+        for snapshot in expired.select_for_update(skip_locked=True):
+            _begin_delete(snapshot, actor="system:expiry")
+            count += 1
+    Snapshot.objects.filter(status=St.FAILED, instance__status=InstanceStatus.DESTROYED,
+                            instance__status_changed_at__lt=limit).delete()
+    return count
+
+
 def snapshots_fail_stale() -> int:
     """Fail pending snapshots whose command can no longer finish: the agent was replaced, or the
     instance left the states where its agent runs."""

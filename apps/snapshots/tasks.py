@@ -61,3 +61,8 @@ def workspace_gc(self, instance_id: str) -> None:
 @shared_task
 def snapshots_fail_stale() -> int:
     return services.snapshots_fail_stale()
+
+
+@shared_task
+def snapshots_expire() -> int:
+    return services.snapshots_expire()

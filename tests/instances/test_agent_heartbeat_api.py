@@ -208,3 +208,16 @@ def test_a_heartbeat_with_null_samples_is_just_a_hello(instance, token):
     body = {**heartbeat(instance), "samples": None, "updates": None}
     assert agent_client(token).post(URL, body, format="json").status_code == 200
     assert Agent.objects.get(pk=instance.pk).status == AgentStatus.HEALTHY
+
+
+def test_a_destroyed_instances_samples_are_purged_after_a_while(instance, token, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    agent_client(token).post(URL, heartbeat(instance, [sample(1.0), sample(2.0)]), format="json")
+    Instance.objects.filter(pk=instance.pk).update(status=S.DESTROYED)
+    assert agent_services.agent_samples_purge() == 0
+    Instance.objects.filter(pk=instance.pk).update(status_changed_at=timezone.now() - timedelta(days=2))
+    assert agent_services.agent_samples_purge() == 2
+    assert not AgentSample.objects.filter(instance=instance).exists()

@@ -298,3 +298,18 @@ def test_the_workspace_size_in_storage_is_billed_after_each_check_and_gc(api, ru
     tasks.drain()
     last = LedgerEntry.objects.filter(instance=running, kind="storage").order_by("at", "pk").last()
     assert last.stored_bytes == jobs.stored_size(repo) < 1000  # config and a lock-free repository left
+
+
+def test_snapshots_of_an_instance_destroyed_long_ago_expire(api, running, tasks, tmp_path, settings):
+    from apps.snapshots.services import snapshots_expire
+
+    settings.DUMONT_SNAPSHOT_GC_GRACE = 0
+    snapshot = take_snapshot(api, running, tmp_path, tasks, {"f": os.urandom(50_000)})
+    Instance.objects.filter(pk=running.pk).update(status=InstanceStatus.DESTROYED)
+    assert snapshots_expire() == 0  # destroyed just now: kept for DUMONT_SNAPSHOT_KEEP_AFTER_DESTROY
+    settings.DUMONT_SNAPSHOT_KEEP_AFTER_DESTROY = 0.001
+    assert snapshots_expire() == 1
+    tasks.drain()
+    assert not Snapshot.objects.filter(pk=snapshot.pk).exists()
+    repo = storage.repository(Workspace.objects.get(instance=running))
+    assert repo.snapshot_ids() == [] and list(repo.storage.list("packs/")) == []
