@@ -47,6 +47,16 @@ def other_api(other_user) -> APIClient:
 
 
 @pytest.fixture
+def browser(user):
+    """A logged-in browser session for the HTML pages."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def anon_api() -> APIClient:
     return APIClient()
 

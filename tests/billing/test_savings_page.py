@@ -15,13 +15,6 @@ pytestmark = pytest.mark.django_db
 SCENARIO_PERIOD = {"start": "2025-03-03T00:00:00Z", "end": "2025-03-03T09:07:12Z"}
 
 
-@pytest.fixture
-def browser(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def test_the_page_shows_totals_chart_and_instances(browser, user, other_user):
     instance = hibernate_and_wake(user)
     hibernate_and_wake(other_user, label="not-mine")

@@ -12,7 +12,7 @@ from apps.instances.hibernation.tick import tick
 from apps.instances.models import Instance
 from apps.instances.ssh import ssh_run
 from apps.snapshots.models import Snapshot
-from tests.e2e.test_snapshot_e2e import INTERVAL, snapshot_settings  # noqa: F401  (fixtures)
+from tests.e2e.test_snapshot_e2e import agent_worker_env, snapshot_settings  # noqa: F401  (a fixture)
 from tests.snapshot.conftest import s3_server  # noqa: F401
 
 from .conftest import wait_for
@@ -31,16 +31,8 @@ def windows(settings):
 
 @pytest.fixture
 def worker_env(live_server, snapshot_settings):  # noqa: F811
-    return {
-        "DUMONT_AGENT_ENABLED": "true",
-        "DUMONT_AGENT_CONTROL_URL": live_server.url,
-        "DUMONT_AGENT_INTERVAL": str(INTERVAL),
-        "DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT": "60",
-        "DUMONT_AGENT_UPLOAD_DEPENDENCIES": "true",
-        "DUMONT_RACE_POLL_INTERVAL": "0.1",
-        "DUMONT_RACE_ROUND_TIMEOUT": "30",
-        **snapshot_settings,
-    }
+    return agent_worker_env(live_server, snapshot_settings, DUMONT_RACE_POLL_INTERVAL="0.1",
+                            DUMONT_RACE_ROUND_TIMEOUT="30")
 
 
 def _on_machine(instance: Instance, command: str) -> str:

@@ -41,8 +41,8 @@ def snapshot_settings(settings, s3_server):  # noqa: F811
     return values
 
 
-@pytest.fixture
-def worker_env(live_server, snapshot_settings):
+def agent_worker_env(live_server, snapshot_settings: dict, **extra: str) -> dict:
+    """The worker installs agents that report to the live server and snapshot to the S3 server."""
     return {
         "DUMONT_AGENT_ENABLED": "true",
         "DUMONT_AGENT_CONTROL_URL": live_server.url,
@@ -50,7 +50,13 @@ def worker_env(live_server, snapshot_settings):
         "DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT": "60",
         "DUMONT_AGENT_UPLOAD_DEPENDENCIES": "true",
         **snapshot_settings,
+        **extra,
     }
+
+
+@pytest.fixture
+def worker_env(live_server, snapshot_settings):
+    return agent_worker_env(live_server, snapshot_settings)
 
 
 def test_snapshot_through_the_api_then_restore_on_the_machine(api, devcloud, celery_worker, live_server):

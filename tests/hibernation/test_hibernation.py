@@ -69,6 +69,14 @@ def hibernate_to_paused(machine, devcloud, tasks) -> Path:
     return workspace
 
 
+def release_now(machine, tasks) -> None:
+    """As if the paused machine's DUMONT_HIBERNATE_RELEASE_AFTER were over."""
+    Instance.objects.filter(pk=machine.pk).update(release_at=timezone.now() - timedelta(seconds=1))
+    tick()
+    tasks.drain()
+    assert reload(machine).status == S.HIBERNATED
+
+
 def test_an_idle_machine_is_snapshotted_stopped_then_given_back(machine, devcloud, tasks, settings):
     expected = describe(hibernate_to_paused(machine, devcloud, tasks))
     instance = reload(machine)
@@ -166,10 +174,7 @@ def test_wake_from_paused_reuses_the_machine(machine, devcloud, tasks, api):
 def test_wake_from_hibernated_races_restores_then_runs(machine, devcloud, tasks, api):
     expected = describe(hibernate_to_paused(machine, devcloud, tasks))
     old_machine = machine.machine_id
-    Instance.objects.filter(pk=machine.pk).update(release_at=timezone.now() - timedelta(seconds=1))
-    tick()
-    tasks.drain()
-    assert reload(machine).status == S.HIBERNATED
+    release_now(machine, tasks)
 
     first = api.post(f"/api/v1/instances/{machine.pk}/wake", HTTP_IDEMPOTENCY_KEY="w1")
     again = api.post(f"/api/v1/instances/{machine.pk}/wake")  # a second wake at once: the same wake
@@ -195,9 +200,7 @@ def test_wake_from_hibernated_races_restores_then_runs(machine, devcloud, tasks,
 
 def test_a_failed_restore_fails_the_wake_and_keeps_the_snapshot(machine, devcloud, tasks, api):
     hibernate_to_paused(machine, devcloud, tasks)
-    Instance.objects.filter(pk=machine.pk).update(release_at=timezone.now() - timedelta(seconds=1))
-    tick()
-    tasks.drain()
+    release_now(machine, tasks)
     api.post(f"/api/v1/instances/{machine.pk}/wake")
     tasks.drain()
     agent = Agent(reload(machine))
@@ -224,9 +227,7 @@ def test_wake_while_hibernating_finishes_the_snapshot_then_stays_up(machine, dev
 
 def test_destroy_while_waking_destroys_everything(machine, devcloud, tasks, api):
     hibernate_to_paused(machine, devcloud, tasks)
-    Instance.objects.filter(pk=machine.pk).update(release_at=timezone.now() - timedelta(seconds=1))
-    tick()
-    tasks.drain()
+    release_now(machine, tasks)
     api.post(f"/api/v1/instances/{machine.pk}/wake")
     assert api.delete(f"/api/v1/instances/{machine.pk}").status_code == 202
     tasks.drain()

@@ -15,13 +15,6 @@ S = InstanceStatus
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-@pytest.fixture
-def browser(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def make(user, status=S.PAUSED, **fields) -> Instance:
     return Instance.objects.create(user=user, label="box", image="img", gpu_name="RTX 4090", status=status,
                                    machine_id="42", **fields)

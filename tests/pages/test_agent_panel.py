@@ -32,13 +32,6 @@ NVML_FAILURE = "NVML: Unknown Error (GPU is lost)"
 
 
 @pytest.fixture
-def browser(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def instance(user) -> Instance:
     return Instance.objects.create(user=user, label="box", image="img", gpu_name="RTX 4090", status=S.RUNNING)
 

@@ -7,7 +7,6 @@ import re
 
 import pytest
 from django.contrib.staticfiles import finders
-from django.test import Client
 from django.urls import reverse
 
 from apps.instances.models import Instance, InstanceEvent, InstanceStatus
@@ -28,13 +27,6 @@ def make_instance(user, status=S.RUNNING, label="box", **fields) -> Instance:
     return Instance.objects.create(
         user=user, label=label, image="img", gpu_name="RTX 4090", status=status, **fields
     )
-
-
-@pytest.fixture
-def browser(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def text_of(response) -> str:

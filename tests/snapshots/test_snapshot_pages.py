@@ -12,13 +12,6 @@ from tests.snapshots.helpers import post_heartbeat
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-@pytest.fixture
-def browser(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def test_the_instance_page_offers_a_snapshot_and_shows_its_progress(browser, running, tasks):
     page = browser.get(f"/instances/{running.id}").content.decode()
     assert "Snapshots" in page and "Snapshot now" in page and "No snapshots yet" in page
