@@ -309,3 +309,19 @@ def test_auto_hibernate_off_keeps_an_idle_machine_running(machine, api, tasks):
     api.patch(f"/api/v1/instances/{machine.pk}", {"auto_hibernate": False}, format="json")
     machine.agent_sim.report(seconds=80)
     assert tick().hibernating == []
+
+
+def test_a_snapshot_killed_mid_upload_leaves_the_machine_running(machine, devcloud, tasks, settings):
+    """The agent died during the upload: no result ever comes; the snapshot times out."""
+    from apps.snapshots.services import snapshots_fail_stale
+
+    machine.agent_sim.report(seconds=80)
+    tick()
+    assert machine.agent_sim.pending("snapshot") is not None  # delivered, then nothing more
+    assert tick().stopping == [] and reload(machine).status == S.HIBERNATING
+    settings.DUMONT_SNAPSHOT_TIMEOUT = 0.001
+    assert snapshots_fail_stale() == 1
+    assert tick().aborted == [machine.pk]
+    instance = reload(machine)
+    assert instance.status == S.RUNNING and "no result from the agent" in instance.status_reason
+    assert devcloud.machine(instance.machine_id)["actual_status"] == "running"
