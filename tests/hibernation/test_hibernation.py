@@ -325,3 +325,29 @@ def test_a_snapshot_killed_mid_upload_leaves_the_machine_running(machine, devclo
     instance = reload(machine)
     assert instance.status == S.RUNNING and "no result from the agent" in instance.status_reason
     assert devcloud.machine(instance.machine_id)["actual_status"] == "running"
+
+
+def test_two_wakes_at_once_are_one_wake(machine, devcloud, tasks):
+    import threading
+
+    from django.db import connection
+
+    hibernate_to_paused(machine, devcloud, tasks)
+    release_now(machine, tasks)
+    barrier, results = threading.Barrier(2), []
+
+    def wake():
+        try:
+            barrier.wait()
+            results.append(hibernation.instance_wake(instance=reload(machine), actor="user:alice").status)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=wake) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [S.WAKING, S.WAKING]
+    assert Wake.objects.filter(instance=machine).count() == 1
+    assert machine.races.filter(purpose="wake").count() == 1
