@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test clean
+.PHONY: install run test clean bench-snapshot
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,9 @@ run: install
 
 test: install
 	@scripts/test.sh
+
+bench-snapshot: install
+	@scripts/bench_snapshot.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -8,16 +8,22 @@ has made it durable — renames it to TARGET. So after a failure TARGET is untou
 same TARGET removes it first). TARGET must not exist or be an empty directory.
 
 Objects are fetched with large GETs on a pool of `parallel` threads: a chunk object whole,
-a pack's needed members as few ranged GETs (neighbours coalesced, at most 16 MiB each). Each
-worker verifies and decodes its blobs and `pwrite`s them at their offsets into files created
-at full size beforehand, so no file is ever held whole in memory; memory is bounded by
-parallel x one GET. Modes and mtimes are applied after the data (writing changes mtimes),
-directories deepest first. Owners are not restored: files belong to whoever runs the restore.
+a pack's needed members as few ranged GETs (neighbours coalesced, at most 16 MiB each). The
+CPU work after a GET (authenticate, decompress, hash, write) runs on at most one thread per
+core, plus one, at a time, each holding a set of reused decode buffers: more would only
+contend for cores and the GIL, and fresh buffers cost page faults. Blobs are `pwrite`n at
+their offsets into files created at full size beforehand (a file made of one blob is created
+by its write), so no file is ever held whole in memory; memory is bounded by parallel x one
+GET. Modes and mtimes are applied after the data (writing changes mtimes), directories
+deepest first. Owners are not restored: files belong to whoever runs the restore.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import queue
 import shutil
 import time
 from collections import defaultdict
@@ -25,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple
 
+from . import codec
 from .errors import ObjectCorrupt, ObjectMissing, TargetNotEmpty
 from .manifest import DIR, FILE, SYMLINK, Manifest
 from .progress import Callback, Progress
@@ -33,11 +40,14 @@ from .repo import Repository
 PARTIAL_SUFFIX = ".dumont-partial"
 MAX_GET = 16 * 1024 * 1024 + 64 * 1024  # a whole pack in one GET
 MAX_GAP = 256 * 1024  # unneeded bytes worth downloading to save a request
+DIRECT_MIN = 1024 * 1024  # blobs at least this large are written with O_DIRECT
+DIRECT_ALIGN = 4096  # O_DIRECT wants buffer, offset and length aligned to the logical block
 
 
 class Destination(NamedTuple):
     path: str  # relative to the snapshot root
     offset: int
+    creates: bool  # the file's only blob: the write creates the file
 
 
 class Fetch(NamedTuple):
@@ -64,7 +74,7 @@ class RestoreResult:
         return asdict(self)
 
 
-Sink = Callable[[str, bytes, list], None]  # blob id, plaintext, destinations
+Sink = Callable[[str, bytes, list, codec.DecodeBuffers], None]  # blob id, plaintext, destinations, its buffers
 
 
 def snapshot_restore(repo: Repository, snapshot_id: str, target: str, *,
@@ -73,14 +83,9 @@ def snapshot_restore(repo: Repository, snapshot_id: str, target: str, *,
     manifest = repo.load_manifest(repo.resolve(snapshot_id))
     target = os.path.abspath(target)
     partial = _prepare_partial(target)
-    _create_tree(partial, manifest)
-
-    def write(blob_id: str, data: bytes, destinations: list) -> None:
-        for destination in destinations:
-            _pwrite(os.path.join(partial, destination.path), data, destination.offset)
-
     gets_before, bytes_before = repo.storage.traffic.gets, repo.storage.traffic.bytes_got
-    objects = _fetch_all(repo, manifest, write, progress, phase="restore")
+    objects = _fetch_all(repo, manifest, BlobWriter(partial), progress, phase="restore",
+                         prepare=lambda: _create_tree(partial, manifest))
     _apply_metadata(partial, manifest)
     os.sync()  # one flush for the whole tree instead of a fsync per file
     if os.path.isdir(target):
@@ -100,7 +105,7 @@ def snapshot_verify(repo: Repository, snapshot_id: str, *, progress: Callback | 
     without writing anything; raises the first ObjectMissing/ObjectCorrupt found."""
     started = time.monotonic()
     manifest = repo.load_manifest(repo.resolve(snapshot_id))
-    objects = _fetch_all(repo, manifest, lambda blob_id, data, destinations: None, progress, phase="verify")
+    objects = _fetch_all(repo, manifest, lambda blob_id, data, destinations, buffers: None, progress, phase="verify")
     return {"id": manifest.id, "verified": True, "objects": objects, "blobs": len(manifest.blobs),
             "duration_s": round(time.monotonic() - started, 3)}
 
@@ -116,14 +121,15 @@ def _prepare_partial(target: str) -> str:
 
 
 def _create_tree(partial: str, manifest: Manifest) -> None:
-    """Directories, symlinks, and every file at its final size, before any data arrives."""
+    """Directories, symlinks, and every file of other than one blob at its final size, before
+    any data arrives."""
     for entry in manifest.entries:
         path = os.path.join(partial, entry.path)
         if entry.kind == DIR and entry.path:
             os.mkdir(path, 0o700)
         elif entry.kind == SYMLINK:
             os.symlink(entry.target, path)
-        elif entry.kind == FILE:
+        elif entry.kind == FILE and len(entry.blobs) != 1:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.ftruncate(fd, entry.size)
@@ -148,15 +154,64 @@ def _apply_metadata(partial: str, manifest: Manifest) -> None:
         os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns))
 
 
-def _pwrite(path: str, data: bytes, offset: int) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
+class BlobWriter:
+    """The restore's sink: writes each blob at its places in the partial tree.
+
+    A large blob at a block-aligned offset (every chunk of a large file) bypasses the page
+    cache with O_DIRECT, straight from the page-aligned buffer it was decoded into: no copy
+    into freshly allocated cache pages (on a small VM that costs more CPU than zstd) and
+    nothing left for the final sync to flush. The unaligned tail of a blob, small files, and
+    filesystems that refuse O_DIRECT (tmpfs, some overlays: EINVAL) get plain writes."""
+
+    def __init__(self, root: str):
+        self._root = root
+        self._direct = hasattr(os, "O_DIRECT")
+
+    def __call__(self, blob_id: str, data, destinations: list, buffers: codec.DecodeBuffers) -> None:
+        for destination in destinations:
+            self.write(os.path.join(self._root, destination.path), data, destination.offset,
+                       creates=destination.creates, buffers=buffers)
+
+    def write(self, path: str, data, offset: int, *, creates: bool, buffers: codec.DecodeBuffers) -> None:
         view = memoryview(data)
-        while view:
-            written = os.pwrite(fd, view, offset)
-            view, offset = view[written:], offset + written
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | (os.O_CREAT | os.O_EXCL if creates else 0), 0o600)
+        try:
+            aligned = len(view) - len(view) % DIRECT_ALIGN
+            if self._direct and aligned >= DIRECT_MIN and offset % DIRECT_ALIGN == 0:
+                if self._write_direct(fd, _page_aligned(view[:aligned], buffers), offset):
+                    view, offset = view[aligned:], offset + aligned
+            _pwrite(fd, view, offset)
+        finally:
+            os.close(fd)
+
+    def _write_direct(self, fd: int, view: memoryview, offset: int) -> bool:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+            _pwrite(fd, view, offset)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._direct = False  # this filesystem does not do O_DIRECT: plain writes from now on
+            return False
+        finally:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        return True
+
+
+def _page_aligned(view: memoryview, buffers: codec.DecodeBuffers) -> memoryview:
+    """`view` itself when it is what decode put at the start of the buffers' map, else a copy there."""
+    if view.obj is buffers.out:
+        return view
+    out = buffers.output(len(view))
+    out[: len(view)] = view
+    return memoryview(out)[: len(view)]
+
+
+def _pwrite(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _sync_directory(path: str) -> None:
@@ -167,23 +222,41 @@ def _sync_directory(path: str) -> None:
         os.close(fd)
 
 
-def _fetch_all(repo: Repository, manifest: Manifest, sink: Sink, callback: Callback | None, *, phase: str) -> int:
+def _fetch_all(repo: Repository, manifest: Manifest, sink: Sink, callback: Callback | None, *, phase: str,
+               prepare: Callable[[], None] | None = None) -> int:
+    """Fetch, check and hand every blob to `sink`; the number of objects read. `prepare` (the
+    restore's tree) runs in this thread while the first GETs are in flight: the decode buffers
+    are handed out only once it has returned, so no blob is written before."""
     destinations = _destinations(manifest)
     fetches = _plan_fetches(manifest, destinations)
     files = [entry for entry in manifest.entries if entry.kind == FILE]
     progress = Progress(callback, total_bytes=sum(e.size for e in files), total_files=len(files), phase=phase)
 
+    decoders: queue.Queue = queue.Queue()
+
     def fetch(job: Fetch) -> None:
-        _fetch_one(repo, job, destinations, sink, progress)
+        _fetch_one(repo, job, destinations, sink, progress, decoders)
 
     pool = ThreadPoolExecutor(max_workers=repo.parallel, thread_name_prefix=phase)
     try:
-        for future in [pool.submit(fetch, job) for job in fetches]:
+        futures = [pool.submit(fetch, job) for job in fetches]
+        try:
+            if prepare is not None:
+                prepare()
+        finally:  # even after a failure, so that no worker waits for buffers forever
+            for _ in range(_decoder_count(repo.parallel)):
+                decoders.put(codec.DecodeBuffers())
+        for future in futures:
             future.result()  # the first failure stops the run; the rest are cancelled below
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     progress.finish()
     return len({job.object for job in fetches})
+
+
+def _decoder_count(parallel: int) -> int:
+    """One more than the cores: a core whose decoder waits for a direct write has another to run."""
+    return max(1, min(parallel, (os.cpu_count() or 1) + 1))
 
 
 def _destinations(manifest: Manifest) -> dict:
@@ -194,7 +267,7 @@ def _destinations(manifest: Manifest) -> dict:
             continue
         offset = 0
         for blob_id in entry.blobs:
-            places[blob_id].append(Destination(entry.path, offset))
+            places[blob_id].append(Destination(entry.path, offset, creates=len(entry.blobs) == 1))
             offset += manifest.blobs[blob_id].raw_size
     return places
 
@@ -234,7 +307,8 @@ def _job(name: str, group: list) -> Fetch:
     return Fetch(name, start, end - start, whole, group)
 
 
-def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, progress: Progress) -> None:
+def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, progress: Progress,
+               decoders: queue.Queue) -> None:
     try:
         body = repo.storage.get(job.object) if job.whole else repo.storage.get(job.object, job.start, job.length)
     except ObjectMissing as exc:
@@ -243,12 +317,18 @@ def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, pro
         raise ObjectCorrupt(repo.storage.key(job.object), f"{len(body)} bytes where {job.length} were expected",
                             _needed_by(job, destinations))
     view = memoryview(body)
-    for blob_id, ref in job.blobs:
-        places = destinations[blob_id]
-        sealed = view[ref.offset - job.start : ref.offset - job.start + ref.length]
-        data = repo.open_blob(blob_id, ref, sealed, needed_by=f"{places[0].path} at offset {places[0].offset}")
-        sink(blob_id, data, places)
-        progress.advance(nbytes=len(data) * len(places))
+    buffers = decoders.get()  # waits while every core is busy decoding
+    try:
+        with codec.decoding_into(buffers):
+            for blob_id, ref in job.blobs:
+                places = destinations[blob_id]
+                sealed = view[ref.offset - job.start : ref.offset - job.start + ref.length]
+                data = repo.open_blob(blob_id, ref, sealed,
+                                      needed_by=f"{places[0].path} at offset {places[0].offset}")
+                sink(blob_id, data, places, buffers)
+                progress.advance(nbytes=len(data) * len(places))
+    finally:
+        decoders.put(buffers)
 
 
 def _needed_by(job: Fetch, destinations: dict) -> str:
