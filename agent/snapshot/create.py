@@ -86,9 +86,10 @@ class BlobTable:
             self.new_blobs += 1
             self.new_bytes += ref.raw_size
 
-    def has(self, blob_id: str) -> bool:
-        with self._lock:
-            return blob_id in self._refs
+    def has_all(self, blob_ids) -> bool:
+        # No lock: a dict lookup is atomic, and entries are only ever added.
+        refs = self._refs
+        return all(blob_id in refs for blob_id in blob_ids)
 
     def refs_for(self, blob_ids) -> dict:
         with self._lock:
@@ -182,12 +183,15 @@ class Snapshotter:
 
     def _store_files(self, source: str, files: list, parent: Manifest | None) -> int:
         parent_files = parent.files() if parent else {}
-        reused = 0
+        reused = reused_bytes = 0
         batch: list = []
         for entry in files:
             if self._reuse_unchanged(entry, parent_files.get(entry.path)):
                 reused += 1
-                self.progress.advance(nbytes=entry.size, files=1)
+                reused_bytes += entry.size
+                if reused % 1000 == 0:  # progress in steps: an unchanged file costs next to nothing
+                    self.progress.advance(nbytes=reused_bytes, files=1000)
+                    reused_bytes = 0
             elif entry.size <= SMALL_FILE_MAX:
                 batch.append(entry)
                 if len(batch) >= SMALL_BATCH_FILES or sum(e.size for e in batch) >= SMALL_BATCH_BYTES:
@@ -197,13 +201,14 @@ class Snapshotter:
                 self._submit_chunks(source, entry)
         if batch:
             self._submit(self._store_small_files, source, batch)
+        self.progress.advance(nbytes=reused_bytes, files=reused % 1000)
         self._wait_all()
         return reused
 
     def _reuse_unchanged(self, entry: Entry, before: Entry | None) -> bool:
         if before is None or before.size != entry.size or before.mtime_ns != entry.mtime_ns:
             return False
-        if not all(self.table.has(blob_id) for blob_id in before.blobs):
+        if not self.table.has_all(before.blobs):
             return False
         entry.blobs = list(before.blobs)
         return True
