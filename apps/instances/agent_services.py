@@ -55,6 +55,13 @@ def agent_token_revoke(*, instance_id) -> None:
     Agent.objects.filter(instance_id=instance_id).update(token_hash=None)
 
 
+def agent_machine_stopped(*, instance_id) -> None:
+    """The machine stopped, and its agent with it: its token goes, and the panel no longer
+    says healthy. The agent is installed again (a new token) when the machine runs again."""
+    Agent.objects.filter(instance_id=instance_id).update(token_hash=None, status=AgentStatus.NOT_INSTALLED,
+                                                         error="")
+
+
 @dataclass(frozen=True)
 class AgentIdentity:
     """Who a valid token speaks for; all a heartbeat needs, read in one indexed query."""

@@ -67,8 +67,12 @@ def evaluate(samples: list, policy: IdlePolicy, *, now: datetime, agent_healthy:
     busy = [name for name, check in _checks(policy, start) if any(check(sample) for sample in window)]
     if busy:
         return Verdict(False, "in use: " + ", ".join(busy), last_activity, busy)
-    minutes = policy.window_s / 60
-    return Verdict(True, f"GPU under {policy.gpu_threshold:g}% and no activity for {minutes:g} min", last_activity)
+    return Verdict(True, f"GPU under {policy.gpu_threshold:g}% and no activity for {_duration(policy.window_s)}",
+                   last_activity)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g} s"
 
 
 def _checks(policy: IdlePolicy, start: datetime) -> list:

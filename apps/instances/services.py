@@ -245,13 +245,16 @@ def instance_record_ready(*, instance_id, ssh_host: str, ssh_port: int, ssh_host
 
 
 def instance_record_stopped(*, instance_id) -> Instance:
-    return _transition(
-        instance_id=instance_id,
-        to=S.PAUSED,
-        actor="system:watch",
-        reason="machine stopped, disk kept",
-        deadline_at=None,
-    )
+    with transaction.atomic():
+        instance = _transition(
+            instance_id=instance_id,
+            to=S.PAUSED,
+            actor="system:watch",
+            reason="machine stopped, disk kept",
+            deadline_at=None,
+        )
+        agent_services.agent_machine_stopped(instance_id=instance_id)
+    return instance
 
 
 def instance_record_waiting(*, instance_id, reason: str) -> None:

@@ -66,6 +66,8 @@ def hibernate_to_paused(machine, devcloud, tasks) -> Path:
     tasks.drain()  # stop at the provider, watch until stopped
     instance = reload(machine)
     assert instance.status == S.PAUSED, instance.status_reason
+    agent_row = AgentRow.objects.get(pk=instance.pk)  # stopped with its machine: no longer healthy
+    assert agent_row.status == AgentStatus.NOT_INSTALLED and agent_row.token_hash is None
     return workspace
 
 

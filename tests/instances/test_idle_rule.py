@@ -35,7 +35,9 @@ def judge(samples, policy=IdlePolicy(), healthy=True):
 
 def test_a_quiet_gpu_for_the_whole_window_is_idle():
     verdict = judge(quiet())
-    assert verdict.idle and "under 5%" in verdict.reason and verdict.last_activity_at is None
+    assert verdict.idle and verdict.reason == "GPU under 5% and no activity for 3 min"
+    assert verdict.last_activity_at is None
+    assert judge(quiet(), IdlePolicy(window_s=20)).reason.endswith("for 20 s")
 
 
 def test_one_busy_sample_in_the_window_keeps_it_awake_and_is_the_last_activity():
