@@ -48,7 +48,7 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     S.HIBERNATING: frozenset({S.RUNNING}),
     S.STOPPING: frozenset({S.RUNNING, S.HIBERNATING}),
     S.PAUSED: frozenset({S.STOPPING}),
-    S.HIBERNATED: frozenset({S.PAUSED}),
+    S.HIBERNATED: frozenset({S.PAUSED, S.WAKING}),  # from waking: a restore failed, the snapshot kept
     S.WAKING: frozenset({S.PAUSED, S.HIBERNATED}),
     S.DESTROYING: frozenset(set(S) - {S.DESTROYING, S.DESTROYED}),
     S.DESTROYED: frozenset({S.DESTROYING}),

@@ -115,3 +115,8 @@ def hibernation_release_machine(self, instance_id: str) -> None:
 @_task
 def hibernation_wake_fallback(self, instance_id: str) -> None:
     _run_step(self, "wake_fallback", instance_id, module=hibernation)
+
+
+@_task
+def hibernation_abandon_wake(self, instance_id: str) -> None:
+    _run_step(self, "abandon_wake", instance_id, module=hibernation)

@@ -200,16 +200,22 @@ def test_wake_from_hibernated_races_restores_then_runs(machine, devcloud, tasks,
     assert parts["total"] >= parts["machine"] > 0 and parts["restore"] is not None
 
 
-def test_a_failed_restore_fails_the_wake_and_keeps_the_snapshot(machine, devcloud, tasks, api):
+def test_a_failed_restore_gives_the_new_machine_back_and_hibernates_again(machine, devcloud, tasks, api):
     hibernate_to_paused(machine, devcloud, tasks)
     release_now(machine, tasks)
     api.post(f"/api/v1/instances/{machine.pk}/wake")
     tasks.drain()
+    new_machine = reload(machine).machine_id
     agent = Agent(reload(machine))
     agent.finish(agent.pending("restore"), error="object data/ab/cd is missing from the bucket")
+    tasks.drain()
     instance = reload(machine)
-    assert instance.status == S.FAILED and "the snapshot is kept" in instance.status_reason
+    assert instance.status == S.HIBERNATED and instance.machine_id == ""
+    assert "data/ab/cd is missing" in instance.status_reason and "wake again to retry" in instance.status_reason
+    assert devcloud.machine(new_machine) is None
     assert Snapshot.objects.filter(instance=instance, status=SnapshotStatus.SUCCEEDED).exists()
+    assert Wake.objects.get(instance=instance).failed_at is not None
+    assert api.post(f"/api/v1/instances/{machine.pk}/wake").json()["status"] == "waking"  # and again
 
 
 def test_wake_while_hibernating_finishes_the_snapshot_then_stays_up(machine, devcloud, tasks, api):

@@ -49,3 +49,13 @@ def wake_fallback(instance_id) -> None:
     if instance.machine_id:
         _provider(instance).destroy(instance.machine_id)
     services.wake_fall_back_to_race(instance_id=instance.pk, snapshot=snapshot)
+
+
+def abandon_wake(instance_id) -> None:
+    """A wake whose restore failed: give its new machine back; the instance is hibernated again."""
+    instance = Instance.objects.filter(pk=instance_id, status=S.WAKING).first()
+    if instance is None:
+        return
+    if instance.machine_id:
+        _provider(instance).destroy(instance.machine_id)
+    services.wake_abandoned(instance_id=instance.pk, machine_id=instance.machine_id)

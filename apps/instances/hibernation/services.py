@@ -214,8 +214,12 @@ def wake_restore_finished(command) -> None:
     if command.status != "succeeded":
         reason = f"restore of snapshot {wake.snapshot.engine_id if wake.snapshot else '?'} failed: {command.error}"
         Wake.objects.filter(pk=wake.pk).update(failed_at=now, error=reason)
-        # Not running with an empty workspace: a later snapshot of it would bury the real one.
-        instance_services.instance_fail(instance_id=wake.instance_id, reason=reason + "; the snapshot is kept")
+        # Never running with a workspace that is not the snapshot's: a later snapshot of it would
+        # bury the real one. The new machine holds nothing: it goes, and the instance is
+        # hibernated again with its snapshot, ready for another wake.
+        with transaction.atomic():
+            Instance.objects.filter(pk=wake.instance_id, status=S.WAKING).update(status_reason=reason)
+            instance_services._enqueue("hibernation_abandon_wake", wake.instance_id)
         return
     result = command.result or {}
     try:
@@ -226,6 +230,19 @@ def wake_restore_finished(command) -> None:
     except IllegalTransition:
         return
     Wake.objects.filter(pk=wake.pk).update(running_at=now)
+
+
+def wake_abandoned(*, instance_id, machine_id: str) -> Instance | None:
+    """The machine of a failed wake is gone: back to hibernated, the snapshot untouched."""
+    wake = Wake.objects.filter(instance_id=instance_id, failed_at__isnull=False).first()
+    reason = (wake.error if wake else "wake failed") + f"; machine {machine_id} given back, the snapshot is kept: wake again to retry"
+    try:
+        return instance_services._transition(
+            instance_id=instance_id, to=S.HIBERNATED, actor=ACTOR, reason=reason, allowed_from=frozenset({S.WAKING}),
+            machine_id="", ssh_host="", ssh_port=None, ssh_host_key="", provider_label="", deadline_at=None,
+        )
+    except IllegalTransition:
+        return None
 
 
 def wake_record_running(*, instance: Instance) -> None:
