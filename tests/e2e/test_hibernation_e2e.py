@@ -67,8 +67,9 @@ def test_idle_machine_hibernates_and_wakes_with_its_workspace(api, devcloud, cel
              what="the idle machine to start hibernating")
     wait_for(lambda: _status_after_tick(instance_id, "paused"), timeout=120, interval=0.5,
              what="the snapshot, its storage check and the stop")
-    snapshot = Snapshot.objects.get(instance_id=instance_id, trigger="hibernate")
-    assert snapshot.verified_at is not None and snapshot.files == 2
+    first, confirming = Snapshot.objects.filter(instance_id=instance_id, trigger="hibernate").order_by("created_at")
+    assert first.verified_at is not None and first.files == 2 and first.new_bytes > 3_000_000
+    assert confirming.verified_at is not None and confirming.new_bytes == 0  # nothing written since
     hibernated = wait_for(lambda: _status_after_tick(instance_id, "hibernated"), timeout=60, interval=0.5,
                           what="the machine to be given back")
     assert hibernated.machine_id == "" and devcloud.machine(old_machine) is None

@@ -62,6 +62,10 @@ def hibernate_to_paused(machine, devcloud, tasks) -> Path:
     snapshot = agent_snapshots(agent, workspace)
     tasks.drain()  # the storage check
     assert Snapshot.objects.get(pk=snapshot.pk).verified_at is not None
+    assert tick().stopping == []  # first a confirming snapshot
+    confirming = agent_snapshots(agent, workspace)
+    tasks.drain()
+    assert Snapshot.objects.get(pk=confirming.pk).new_bytes == 0
     assert tick().stopping == [machine.pk]
     tasks.drain()  # stop at the provider, watch until stopped
     instance = reload(machine)
@@ -93,8 +97,9 @@ def test_an_idle_machine_is_snapshotted_stopped_then_given_back(machine, devclou
     assert [m for m in devcloud.machines() if str(m["id"]) == instance.machine_id] == []
     steps = list(hibernated.events.values_list("to_status", flat=True))
     assert steps[-4:] == [S.HIBERNATING, S.STOPPING, S.PAUSED, S.HIBERNATED]
-    snapshot = Snapshot.objects.get(instance=instance, status=SnapshotStatus.SUCCEEDED)
-    assert snapshot.files == len([e for e in expected.values() if e[0] == "file"])
+    first, confirming = Snapshot.objects.filter(instance=instance, status=SnapshotStatus.SUCCEEDED).order_by("created_at")
+    assert first.files == confirming.files == len([e for e in expected.values() if e[0] == "file"])
+    assert first.new_bytes > 0 and confirming.new_bytes == 0
 
 
 def test_a_busy_gpu_never_hibernates(machine, tasks):
@@ -359,3 +364,19 @@ def test_two_wakes_at_once_are_one_wake(machine, devcloud, tasks):
     assert results == [S.WAKING, S.WAKING]
     assert Wake.objects.filter(instance=machine).count() == 1
     assert machine.races.filter(purpose="wake").count() == 1
+
+
+def test_files_written_during_the_snapshot_call_hibernation_off(machine, devcloud, tasks):
+    workspace = workspace_with_work(devcloud, machine)
+    machine.agent_sim.report(seconds=80)
+    tick()
+    agent_snapshots(machine.agent_sim, workspace)
+    tasks.drain()
+    tick()  # asks for the confirming snapshot
+    (workspace / "checkpoint-13.bin").write_bytes(os.urandom(200_000))  # a job still writing, GPU idle
+    agent_snapshots(machine.agent_sim, workspace)
+    tasks.drain()
+    assert tick().aborted == [machine.pk]
+    instance = reload(machine)
+    assert instance.status == S.RUNNING and "files were written during the snapshot" in instance.status_reason
+    assert devcloud.machine(instance.machine_id)["actual_status"] == "running"

@@ -61,6 +61,15 @@ def hibernate_abort(*, instance_id, reason: str) -> Instance | None:
         return None
 
 
+def hibernate_confirm(*, instance_id) -> None:
+    """Ask for the confirming snapshot: it catches what was written during the first one."""
+    instance = Instance.objects.get(pk=instance_id)
+    try:
+        snapshot_services.snapshot_request(instance=instance, actor=ACTOR, trigger=SnapshotTrigger.HIBERNATE)
+    except DomainError as exc:
+        hibernate_abort(instance_id=instance_id, reason=f"the confirming snapshot could not be asked for: {exc.detail}")
+
+
 def hibernate_stop(*, instance_id, snapshot) -> Instance | None:
     """The snapshot is in storage and newer than any activity: stop the machine, keep its disk
     for DUMONT_HIBERNATE_RELEASE_AFTER, then give it back."""

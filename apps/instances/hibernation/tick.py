@@ -1,8 +1,9 @@
 """The hibernation beat (every DUMONT_HIBERNATION_TICK seconds): move each instance that is due.
 
 - running, auto-hibernate on, agent healthy, idle by its policy → hibernate (snapshot first);
-- hibernating → back to running when activity returns, the snapshot fails or a wake came in;
-  on to stopping once the snapshot is verified in storage;
+- hibernating → back to running when activity returns, a snapshot fails, files keep being
+  written, or a wake came in; once the snapshot is verified, a second (incremental) one must
+  find nothing new; then on to stopping;
 - paused by hibernation past its release time → give the machine back (orchestration);
 - paused with a wake asked during the stop → wake;
 - waking on a paused machine past DUMONT_WAKE_START_TIMEOUT → fall back to a race.
@@ -95,9 +96,13 @@ def _follow_hibernation(instance: Instance, now: datetime, report: TickReport) -
     policy = type(policy)(gpu_threshold=policy.gpu_threshold, window_s=policy.window_s,
                           signals=tuple(s for s in policy.signals if s != "cpu"))
     activity = last_activity_in(_samples_since(instance, started), policy)
-    snapshot = (Snapshot.objects.filter(instance=instance, trigger=SnapshotTrigger.HIBERNATE, created_at__gte=started)
-                .order_by("-created_at").first())
+    snapshots = list(Snapshot.objects.filter(instance=instance, trigger=SnapshotTrigger.HIBERNATE,
+                                             created_at__gte=started).order_by("created_at"))
+    snapshot = snapshots[-1] if snapshots else None
     reason = _abort_reason(instance, snapshot, activity, started)
+    if not reason and len(snapshots) > 1 and snapshot.status == SnapshotStatus.SUCCEEDED and snapshot.new_bytes:
+        reason = (f"files were written during the snapshot ({snapshot.new_bytes} new bytes in the second one); "
+                  "the workspace is in use, hibernation called off")
     if reason:
         with transaction.atomic():
             if activity is not None and activity > started:
@@ -106,7 +111,11 @@ def _follow_hibernation(instance: Instance, now: datetime, report: TickReport) -
                 report.aborted.append(instance.pk)
         return
     if snapshot.status == SnapshotStatus.SUCCEEDED and snapshot.verified_at:
-        if services.hibernate_stop(instance_id=instance.pk, snapshot=snapshot):
+        if len(snapshots) == 1:
+            # A second, incremental snapshot: quick, and it must find nothing new. Files written
+            # while the first one ran are in it; writes that go on mean the workspace is in use.
+            services.hibernate_confirm(instance_id=instance.pk)
+        elif services.hibernate_stop(instance_id=instance.pk, snapshot=snapshot):
             report.stopping.append(instance.pk)
 
 
