@@ -114,6 +114,8 @@ class Instance(models.Model):
                                             help_text="Newest use seen; a machine is given back only with a snapshot newer than this.")
     release_at = models.DateTimeField(null=True, blank=True, help_text="Paused by hibernation: the machine is given back then.")
     wake_requested_at = models.DateTimeField(null=True, blank=True, help_text="A wake that waits for a snapshot or a stop.")
+    watched_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="Last poll of the provider for this instance (the reconciler revives a lost watch).")
     wake_fallback_at = models.DateTimeField(null=True, blank=True,
                                             help_text="Waking a paused machine: race for a new one if it is not up by then.")
 

@@ -156,6 +156,7 @@ def watch(instance_id) -> float | None:
         return None
     if instance.status == S.WAKING and not instance.machine_id:
         return None  # a race finds this wake its machine, and drives it
+    Instance.objects.filter(pk=instance.pk).update(watched_at=timezone.now())  # alive, for the reconciler
     if instance.deadline_at and timezone.now() > instance.deadline_at:
         _give_up_waiting(instance)
         return None

@@ -172,3 +172,24 @@ def test_an_instance_stuck_destroying_gets_its_destroy_task_again(user, racing, 
     tasks.drain()
     assert Instance.objects.get(pk=instance.pk).status == S.DESTROYED
     assert listed(racing) == set()
+
+
+def test_a_single_start_whose_watch_died_with_its_worker_is_watched_again(user, racing, tasks, settings):
+    settings.DUMONT_RECONCILE_GRACE = 2
+    instance = services.instance_create(user=user, actor="user:alice", label="s", image="img", disk_gb=16,
+                                        gpu_name="RTX 4090", strategy="single")
+    tasks.drain()  # provisioned and running (devcloud boots fast)
+    services.instance_pause(instance=Instance.objects.get(pk=instance.pk), actor="user:alice")
+    [stop] = [task for task, _args, _options in tasks.sent]
+    tasks.sent.clear()
+    stop.apply(args=(str(instance.pk),)).get()  # the stop call is made; its watch task is then lost
+    tasks.sent.clear()
+    assert Instance.objects.get(pk=instance.pk).status == S.STOPPING
+    assert reconcile().watches_requeued == 0  # polled (or changed state) within the grace period
+
+    Instance.objects.filter(pk=instance.pk).update(watched_at=None,
+                                                   status_changed_at=timezone.now() - timedelta(seconds=5))
+    report = reconcile()
+    assert report.watches_requeued == 1 and tasks.names() == ["instance_watch"]
+    tasks.drain()
+    assert Instance.objects.get(pk=instance.pk).status == S.PAUSED

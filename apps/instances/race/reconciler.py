@@ -2,7 +2,8 @@
 
 1. Races whose worker died (lease expired) are handed to a new worker, or, past their deadline,
    ended here: their machines destroyed and the race failed with a reason. Instances stuck in
-   destroying for the grace period (their task died with a worker) get their task again.
+   destroying, or waiting on the provider unpolled, for the grace period (their task died with
+   a worker) get their task again.
 2. Every provider's machine list is paged through and each machine with a Dumont label is
    matched to its Instance or RaceCandidate. One that no live instance or race owns is recorded
    as a StrayMachine and destroyed once it has been seen for the grace period. Machines without
@@ -36,6 +37,7 @@ class Report:
     races_resumed: int = 0
     races_ended: int = 0
     destroys_requeued: int = 0
+    watches_requeued: int = 0
     machines_seen: int = 0
     strays_seen: int = 0
     strays_destroyed: int = 0
@@ -46,6 +48,7 @@ def reconcile() -> Report:
     report = Report()
     reconcile_races(report)
     requeue_destroys(report)
+    requeue_watches(report)
     for name in _provider_names():
         try:
             provider = get_provider(name)
@@ -103,6 +106,22 @@ def requeue_destroys(report: Report) -> None:
     ):
         tasks.instance_destroy_machine.delay(str(instance_id))
         report.destroys_requeued += 1
+
+
+def requeue_watches(report: Report) -> None:
+    """A single start, a stop or a start polls the provider with delayed tasks, which die with
+    their worker. An instance waiting on its machine that nobody polled for the grace period is
+    watched again (polling is idempotent). A provision is not re-sent: two could rent twice."""
+    from .. import tasks
+
+    since = timezone.now() - timedelta(seconds=settings.DUMONT_RECONCILE_GRACE)
+    stalled = Q(watched_at__lt=since) | Q(watched_at__isnull=True, status_changed_at__lt=since)
+    racing = Race.objects.filter(status=RaceStatus.RUNNING).values("instance_id")
+    waiting = Instance.objects.filter(stalled).exclude(pk__in=racing)
+    for instance_id in waiting.filter(status__in=(S.BOOTING, S.STOPPING, S.WAKING)).exclude(machine_id="") \
+            .values_list("pk", flat=True):
+        tasks.instance_watch.delay(str(instance_id))  # a second poller, if the first lives, is harmless
+        report.watches_requeued += 1
 
 
 # --- machines nobody owns ------------------------------------------------------------------------
