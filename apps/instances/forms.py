@@ -5,8 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 
 from .models import InstanceStatus
+from .race.models import StartStrategy
 from .serializers import DEFAULT_IMAGE
 
 # Offered as suggestions; any name the marketplace knows is accepted.
@@ -34,6 +36,18 @@ class InstanceCreateForm(forms.Form):
     )
     image = forms.CharField(max_length=300, initial=DEFAULT_IMAGE, help_text="Docker image to run.")
     disk_gb = forms.IntegerField(label="Disk (GB)", min_value=8, max_value=10_000, initial=32)
+    strategy = forms.ChoiceField(
+        label="Start", choices=StartStrategy.choices, widget=forms.RadioSelect, required=False,
+        help_text="A race starts up to 5 machines at once and keeps the first that is really ready; "
+                  "the others are destroyed at once.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["strategy"].initial = settings.DUMONT_START_STRATEGY
+
+    def clean_strategy(self) -> str:
+        return self.cleaned_data.get("strategy") or settings.DUMONT_START_STRATEGY
 
 
 class InstanceFilterForm(forms.Form):

@@ -155,8 +155,7 @@ def instance_create(request: HttpRequest) -> HttpResponse:
     if form.is_bound and form.is_valid():
         try:
             instance = services.instance_create(
-                user=request.user, actor=_actor(request), strategy=services.default_start_strategy(),
-                **form.cleaned_data,
+                user=request.user, actor=_actor(request), **form.cleaned_data,
             )
         except DomainError as exc:
             form.add_error(None, exc.detail)

@@ -179,6 +179,16 @@ def test_create_makes_a_requested_instance_with_an_event(browser, user):
     assert str(instance.max_price_per_hour) == "0.4500"
     event = InstanceEvent.objects.get(instance=instance)
     assert (event.to_status, event.actor) == (S.REQUESTED, "user:alice")
+    assert instance.start_strategy == "race"  # DUMONT_START_STRATEGY, when the form names none
+
+
+def test_create_offers_race_or_single_and_records_the_choice(browser, user):
+    page = browser.get(reverse("instances:create")).content.decode()
+    assert 'name="strategy" value="race"' in page and 'value="single"' in page
+    browser.post(reverse("instances:create"), {**VALID_CREATE, "strategy": "single"})
+    assert Instance.objects.get(user=user).start_strategy == "single"
+    bad = browser.post(reverse("instances:create"), {**VALID_CREATE, "label": "x", "strategy": "lottery"})
+    assert bad.status_code == 200 and "strategy" in bad.context["form"].errors
 
 
 def test_create_with_small_disk_and_no_gpu_shows_errors_and_creates_nothing(browser):
