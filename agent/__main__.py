@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from . import __version__
 from .activity import ActivityMonitor
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_on_signal)
+    threading.Thread(target=_warm_snapshot_engine, name="warm-up", daemon=True).start()
     try:
         return _runner(config, gpu, env).run()
     finally:
@@ -71,6 +73,17 @@ def _snapshot(argv: list[str]) -> int:
               "install dumont-agent[snapshot]", file=sys.stderr)
         return EXIT_CONFIG
     return snapshot_main(argv)
+
+
+def _warm_snapshot_engine() -> None:
+    """Import the snapshot engine (boto3 alone takes a few hundred ms) while the first heartbeat
+    is on its way: on a woken machine that heartbeat brings the restore command, and the restore
+    should not wait for imports. Without the [snapshot] extra there is nothing to warm."""
+    try:
+        import agent.snapshot  # noqa: F401
+        import agent.snapshot.storage  # noqa: F401  (boto3)
+    except ImportError:
+        pass
 
 
 def _log_to_stderr() -> None:
