@@ -171,3 +171,17 @@ def test_usage_metrics_of_the_scenario(user):
     assert metrics.total.hibernations == 1 and metrics.total.wakes == 1
     assert metrics.wake_p50_s == metrics.wake_p90_s == 72.0
     assert metrics.total.actual_spend == Decimal("1.26802375")
+
+
+def test_a_wake_whose_race_won_before_the_restore_is_one_wake_timed_from_its_start(user):
+    """Waking from hibernated enters `waking` twice: at the wake, and when the race's winner is
+    the new machine (the restore still to come). That is one wake."""
+    instance = make_instance(user)
+    for status, when in ((S.RUNNING, (0,)), (S.HIBERNATING, (1,)), (S.PAUSED, (1, 1)), (S.HIBERNATED, (1, 31)),
+                         (S.WAKING, (3,)), (S.WAKING, (3, 0, 40)), (S.RUNNING, (3, 1, 30))):
+        services.record_state(instance=instance, status=status, at=at(*when))
+
+    metrics = usage_metrics(user=user, period=Period(T0, at(24)), now=at(4))
+
+    assert metrics.total.wakes == 1
+    assert metrics.wake_p50_s == 90.0  # from the wake at 3:00:00 to running at 3:01:30
