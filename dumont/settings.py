@@ -274,7 +274,7 @@ DUMONT_AGENT_UPLOAD_DEPENDENCIES = env_bool("DUMONT_AGENT_UPLOAD_DEPENDENCIES", 
 DUMONT_IDLE_GPU_THRESHOLD = env_seconds("DUMONT_IDLE_GPU_THRESHOLD", 5.0)
 DUMONT_IDLE_WINDOW = env_seconds("DUMONT_IDLE_WINDOW", 180)
 DUMONT_IDLE_SIGNALS = env_list("DUMONT_IDLE_SIGNALS", ["ssh_input", "jupyter"])
-DUMONT_HIBERNATION_TICK = env_seconds("DUMONT_HIBERNATION_TICK", 15)
+# How often the idle rule runs: DUMONT_HIBERNATION_TICK (15 s), read in CELERY_BEAT_SCHEDULE.
 # Paused by hibernation this long, the machine is destroyed and only the snapshot kept.
 DUMONT_HIBERNATE_RELEASE_AFTER = env_seconds("DUMONT_HIBERNATE_RELEASE_AFTER", 30 * 60)
 # Waking a paused machine that is not up by then (its GPU was taken): race for a new one.

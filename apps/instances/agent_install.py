@@ -2,7 +2,8 @@
 
 Steps, each named in the failure reason when it fails: connect (pinned host key), upload the
 wheel (and, for machines without a package index, its dependencies' wheels) and the agent's
-config over SFTP, pip-install into ~/.dumont/lib, start the agent with setsid/nohup. The agent then has DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT to say hello.
+config over SFTP, pip-install into ~/.dumont/lib, start the agent with setsid/nohup. The agent
+then has DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT to say hello.
 """
 
 from __future__ import annotations

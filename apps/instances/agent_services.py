@@ -270,13 +270,13 @@ def _apply_command_update(instance_id, update: wire.CommandUpdate, now) -> None:
     command_id = _uuid_or_none(update.id)
     moved = AgentCommand.objects.filter(pk=command_id, instance_id=instance_id, status__in=earlier).update(**fields)
     if moved and command_id and (update.status in COMMAND_FINAL or update.status == C.ACKNOWLEDGED):
-        _storage_command_moved(AgentCommand.objects.get(pk=command_id))
+        command = AgentCommand.objects.filter(pk=command_id, kind__in=STORAGE_COMMANDS).first()
+        if command is not None:
+            _storage_command_moved(command)
 
 
 def _storage_command_moved(command: AgentCommand) -> None:
     """Snapshots and wakes follow their commands (both build on this module: imported late)."""
-    if command.kind not in STORAGE_COMMANDS:
-        return
     from apps.snapshots import services as snapshot_services
 
     from .hibernation import services as hibernation_services

@@ -18,16 +18,16 @@ from .models import Snapshot, SnapshotStatus, Workspace
 log = logging.getLogger(__name__)
 
 
-def check_in_storage(repo, engine_id: str) -> str:
+def check_in_storage(repo, engine_id: str, sizes: dict[str, int] | None = None) -> str:
     """'' when the manifest opens and every object it references is listed at full length;
-    otherwise what is wrong, naming the first missing object."""
+    otherwise what is wrong, naming the first missing object. `sizes`: the repository's
+    listing (name -> size) when the caller has it already."""
     try:
         manifest = repo.load_manifest(engine_id)
     except (ObjectMissing, ObjectCorrupt, WrongKey) as exc:
         return f"manifest: {exc}"
-    sizes: dict[str, int] = {}
-    for prefix in sorted({ref.object.split("/", 1)[0] + "/" for ref in manifest.blobs.values()}):
-        sizes.update(repo.storage.list(prefix))
+    if sizes is None:
+        sizes = listing(repo)
     short = [ref for ref in manifest.blobs.values() if sizes.get(ref.object, -1) < ref.offset + ref.length]
     if short:
         missing = sum(1 for ref in short if ref.object not in sizes)
@@ -43,17 +43,23 @@ def verify(snapshot_id) -> None:
         return
     # StorageError (S3 unreachable) propagates: the task retries; it says nothing of the snapshot.
     repo = storage.repository(snapshot.instance.workspace)
-    error = check_in_storage(repo, snapshot.engine_id)
+    sizes = listing(repo)  # one listing for the check and for the size billed
+    error = check_in_storage(repo, snapshot.engine_id, sizes)
     if error:
         log.warning("snapshot %s of instance %s failed its storage check: %s",
                     snapshot.engine_id, snapshot.instance_id, error)
     services.snapshot_verified(snapshot_id=snapshot.pk, error=error)
-    services.workspace_stored(instance_id=snapshot.instance_id, stored_bytes=stored_size(repo))
+    services.workspace_stored(instance_id=snapshot.instance_id, stored_bytes=sum(sizes.values()))
+
+
+def listing(repo) -> dict[str, int]:
+    """Every object of the workspace's repository: name -> size."""
+    return dict(repo.storage.list(""))
 
 
 def stored_size(repo) -> int:
     """Bytes the workspace takes in the bucket (what storage is billed on)."""
-    return sum(size for _name, size in repo.storage.list(""))
+    return sum(listing(repo).values())
 
 
 def forget(snapshot_id) -> None:

@@ -16,7 +16,7 @@ from apps.instances.agent_services import agent_command_create
 from apps.instances.models import AgentCommand, AgentStatus, Instance, InstanceStatus
 from dumont.errors import Conflict, IllegalTransition
 
-from . import keys, storage
+from . import keys, selectors, storage
 from .models import Snapshot, SnapshotStatus, SnapshotTrigger, Workspace
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,7 @@ def snapshot_delete(*, snapshot: Snapshot, actor: str) -> Snapshot:
         if snapshot.status == St.DELETING:
             raise IllegalTransition("this snapshot is already being deleted", status=snapshot.status)
         if snapshot.status == St.SUCCEEDED and snapshot.instance.status in NEEDS_SNAPSHOT:
-            newest = (Snapshot.objects.filter(instance=snapshot.instance, status=St.SUCCEEDED, verified_at__isnull=False)
-                      .order_by("-created_at").first())
+            newest = selectors.newest_verified(instance_id=snapshot.instance_id)
             if newest is not None and newest.pk == snapshot.pk:
                 raise Conflict(
                     f"this is the newest snapshot of a {snapshot.instance.status} instance: its workspace "
@@ -187,8 +186,8 @@ def snapshots_expire() -> int:
 
 
 def snapshots_fail_stale() -> int:
-    """Fail pending snapshots whose command can no longer finish: the agent was replaced, or the
-    instance left the states where its agent runs."""
+    """Fail pending snapshots with no result after DUMONT_SNAPSHOT_TIMEOUT: their agent died,
+    was replaced, or its machine stopped."""
     limit = timezone.now() - timedelta(seconds=settings.DUMONT_SNAPSHOT_TIMEOUT)
     stale = Snapshot.objects.filter(status=St.PENDING, created_at__lt=limit)
     return stale.update(status=St.FAILED, finished_at=timezone.now(),

@@ -27,6 +27,8 @@ from .models import Wake, WakeSource
 log = logging.getLogger(__name__)
 S = InstanceStatus
 ACTOR = "system:hibernation"
+# An instance whose machine is gone (given back, or replaced by a race's).
+NO_MACHINE = {"machine_id": "", "provider_label": "", "ssh_host": "", "ssh_port": None, "ssh_host_key": ""}
 
 
 def _later(seconds: float):
@@ -109,7 +111,7 @@ def release_recorded(*, instance_id, machine_id: str) -> Instance | None:
         return instance_services._transition(
             instance_id=instance_id, to=S.HIBERNATED, actor=ACTOR,
             reason=f"machine {machine_id} given back; the workspace lives in its snapshot",
-            machine_id="", ssh_host="", ssh_port=None, ssh_host_key="", release_at=None, deadline_at=None,
+            release_at=None, deadline_at=None, **NO_MACHINE,
         )
     except IllegalTransition:
         return None
@@ -172,10 +174,10 @@ def wake_fall_back_to_race(*, instance_id, snapshot) -> Instance | None:
         instance = Instance.objects.select_for_update().get(pk=instance_id)
         if instance.status != S.WAKING or instance.wake_fallback_at is None:
             return None
-        instance.wake_fallback_at = None
+        instance.wake_fallback_at = instance.deadline_at = None
         instance.status_reason = f"the machine did not start in time; racing for a new one (snapshot {snapshot.engine_id})"
-        instance.machine_id, instance.ssh_host, instance.ssh_port, instance.ssh_host_key = "", "", None, ""
-        instance.provider_label, instance.deadline_at = "", None
+        for name, value in NO_MACHINE.items():
+            setattr(instance, name, value)
         instance.save()
         race = start_race(instance, purpose=RacePurpose.WAKE)
         wake = current_wake(instance)
@@ -248,7 +250,7 @@ def wake_abandoned(*, instance_id, machine_id: str) -> Instance | None:
     try:
         return instance_services._transition(
             instance_id=instance_id, to=S.HIBERNATED, actor=ACTOR, reason=reason, allowed_from=frozenset({S.WAKING}),
-            machine_id="", ssh_host="", ssh_port=None, ssh_host_key="", provider_label="", deadline_at=None,
+            deadline_at=None, **NO_MACHINE,
         )
     except IllegalTransition:
         return None

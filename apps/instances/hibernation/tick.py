@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -93,8 +93,7 @@ def _follow_hibernation(instance: Instance, now: datetime, report: TickReport) -
     started = instance.status_changed_at
     # The snapshot itself keeps CPUs busy: only GPU use and the interactive signals count here.
     policy = policy_for(instance)
-    policy = type(policy)(gpu_threshold=policy.gpu_threshold, window_s=policy.window_s,
-                          signals=tuple(s for s in policy.signals if s != "cpu"))
+    policy = replace(policy, signals=tuple(signal for signal in policy.signals if signal != "cpu"))
     activity = last_activity_in(_samples_since(instance, started), policy)
     snapshots = list(Snapshot.objects.filter(instance=instance, trigger=SnapshotTrigger.HIBERNATE,
                                              created_at__gte=started).order_by("created_at"))
