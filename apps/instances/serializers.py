@@ -175,9 +175,7 @@ class InstanceDetailSerializer(InstanceSerializer):
     def get_restore_progress(self, instance) -> dict | None:
         """The agent's latest report while a wake restores the workspace."""
         wake = instance.wakes.select_related("restore_command").first()
-        if wake is None or wake.running_at or wake.failed_at or wake.restore_command is None:
-            return None
-        return wake.restore_command.progress
+        return wake.restore_command.progress if wake and wake.restoring else None
 
     @extend_schema_field(RaceSerializer(allow_null=True))
     def get_race(self, instance) -> dict | None:

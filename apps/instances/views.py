@@ -52,12 +52,11 @@ def _wants_fragment(request: HttpRequest) -> bool:
 
 def _status_context(instance: Instance, **extra) -> dict:
     wake = instance.wakes.select_related("restore_command").first()
-    restoring = wake is not None and not (wake.running_at or wake.failed_at) and wake.restore_command is not None
     return {
         "instance": instance,
         "events": selectors.instance_events(instance=instance),
         "wake": wake,
-        "restore_progress": (wake.restore_command.progress or {}) if restoring else None,
+        "restore_progress": (wake.restore_command.progress or {}) if wake and wake.restoring else None,
         **extra,
     }
 

@@ -37,6 +37,11 @@ class Wake(models.Model):
     def needs_restore(self) -> bool:
         return self.snapshot_id is not None
 
+    @property
+    def restoring(self) -> bool:
+        """Its restore command is out and the wake is not over: progress is worth showing."""
+        return self.restore_command_id is not None and not (self.running_at or self.failed_at)
+
     def seconds(self, start, end) -> float | None:
         return (end - start).total_seconds() if start and end else None
 
