@@ -1,4 +1,4 @@
-"""Shared fixtures: users and JWT clients, captured Celery tasks, devcloud."""
+"""Shared fixtures: users and JWT clients, captured Celery tasks, devcloud, the S3 server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
+
+from tests.s3 import s3_server  # noqa: F401  (the session's S3 server, for every test package)
 
 
 def pytest_configure(config):

@@ -42,7 +42,8 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import ConfigError, StorageError
 from .locks import EXCLUSIVE, HeldLock, lock_repository
-from .repo import CONFIG, DATA, DELETE_BATCH, PACKS, SNAPSHOTS, Repository
+from .repo import CONFIG, DATA, PACKS, SNAPSHOTS, Repository
+from .storage import DELETE_BATCH
 
 GRACE_S = 60 * 60
 
@@ -115,7 +116,7 @@ def snapshot_gc(repo: Repository, *, keep_last: int | None = None, per_host: boo
             gone = set(forgotten)
             manifests = [manifest for manifest in manifests if manifest.id not in gone]
         used = _used_extents(manifests)
-        listed = repo.list_objects(DATA) + repo.list_objects(PACKS)
+        listed = [*repo.storage.objects(DATA), *repo.storage.objects(PACKS)]
         doomed, recent, partly_used = _sort_out(listed, used, cutoff)
         _delete(repo, lock, [stored.name for stored in doomed], "gc stopped before deleting")
         return GcResult(
@@ -167,13 +168,13 @@ def _sort_out(listed: list, used: dict, cutoff: float) -> tuple:
 def _delete(repo: Repository, lock: HeldLock, names: list, refused: str) -> None:
     for start in range(0, len(names), DELETE_BATCH):
         lock.ensure_held(refused + (f" ({start} of {len(names)} deleted)" if start else ""))
-        repo.delete_objects(names[start : start + DELETE_BATCH])
+        repo.storage.delete_many(names[start : start + DELETE_BATCH])
 
 
 def _store_now(repo: Repository, lock: HeldLock) -> float:
     """The object store's clock, read off the lock just written, so that LastModified times are
     compared with a time of the same clock."""
-    for stored in repo.list_objects(lock.name):
+    for stored in repo.storage.objects(lock.name):
         if stored.name == lock.name:
             return stored.modified
     raise StorageError(f"the lock {repo.storage.key(lock.name)} just written is not listed")

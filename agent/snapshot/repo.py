@@ -18,14 +18,11 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from . import codec
 from .config import SnapshotConfig
 from .crypto import SealBroken, Sealer
-from .errors import ObjectCorrupt, ObjectMissing, StorageError, WrongKey
+from .errors import ObjectCorrupt, ObjectMissing, WrongKey
 from .manifest import BlobRef, Manifest
 from .storage import Storage
 
@@ -34,13 +31,6 @@ SNAPSHOTS = "snapshots/"
 INDEX_SNAPSHOTS = 10  # manifests whose blobs count as already stored (retention keeps few)
 LOCKS = "locks/"
 DATA, PACKS = "data/", "packs/"
-DELETE_BATCH = 1000  # the most keys S3 takes in one DeleteObjects request
-
-
-class StoredObject(NamedTuple):
-    name: str  # relative to the prefix
-    size: int
-    modified: float  # LastModified as unix time, by the object store's clock
 
 
 class Repository:
@@ -102,34 +92,6 @@ class Repository:
     # --- listing and deleting many objects --------------------------------------------------
     # Storage.list drops LastModified and Storage has no batch delete; these two go to its
     # boto3 client directly until Storage grows them.
-
-    def list_objects(self, prefix: str) -> list:
-        """Every object whose name starts with `prefix`, as StoredObject, in key order."""
-        storage = self.storage
-        root = storage.config.root
-        paginator = storage._client.get_paginator("list_objects_v2")
-        try:
-            return [StoredObject(item["Key"][len(root) :], item["Size"], item["LastModified"].timestamp())
-                    for page in paginator.paginate(Bucket=storage.config.bucket, Prefix=root + prefix)
-                    for item in page.get("Contents", [])]
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"LIST {root + prefix}: {exc}") from exc
-
-    def delete_objects(self, names: list) -> None:
-        """Delete `names` with as few requests as S3 allows; an already missing one is no error."""
-        storage = self.storage
-        for start in range(0, len(names), DELETE_BATCH):
-            keys = [{"Key": storage.key(name)} for name in names[start : start + DELETE_BATCH]]
-            try:
-                response = storage._client.delete_objects(
-                    Bucket=storage.config.bucket, Delete={"Objects": keys, "Quiet": True})
-            except (ClientError, BotoCoreError) as exc:
-                raise StorageError(f"DELETE {len(keys)} objects from {keys[0]['Key']}: {exc}") from exc
-            failed = response.get("Errors", [])
-            if failed:
-                first = failed[0]
-                raise StorageError(f"DELETE {first.get('Key')}: {first.get('Code')} {first.get('Message')}"
-                                   f" ({len(failed)} of {len(keys)} objects not deleted)")
 
     # --- snapshots --------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import boto3
 import botocore.config
@@ -20,6 +21,13 @@ from .config import StorageConfig
 from .errors import ObjectMissing, StorageError
 
 MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+DELETE_BATCH = 1000  # the most keys S3 takes in one DeleteObjects request
+
+
+class StoredObject(NamedTuple):
+    name: str  # relative to the prefix
+    size: int
+    modified: float  # LastModified as unix time, by the object store's clock
 
 
 @dataclass
@@ -78,16 +86,35 @@ class Storage:
             self.traffic.bytes_got += len(body)
         return body
 
-    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
-        """(name, size) of every object whose name starts with `prefix`, in key order."""
+    def objects(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object whose name starts with `prefix`, in key order."""
         paginator = self._client.get_paginator("list_objects_v2")
         root = self.config.root
         try:
             for page in paginator.paginate(Bucket=self.config.bucket, Prefix=root + prefix):
                 for item in page.get("Contents", []):
-                    yield item["Key"][len(root) :], item["Size"]
+                    yield StoredObject(item["Key"][len(root) :], item["Size"], item["LastModified"].timestamp())
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"LIST {root + prefix}: {exc}") from exc
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """(name, size) of every object whose name starts with `prefix`, in key order."""
+        return ((stored.name, stored.size) for stored in self.objects(prefix))
+
+    def delete_many(self, names: list) -> None:
+        """Delete `names` with as few requests as S3 allows; an already missing one is no error."""
+        for start in range(0, len(names), DELETE_BATCH):
+            keys = [{"Key": self.key(name)} for name in names[start : start + DELETE_BATCH]]
+            try:
+                response = self._client.delete_objects(Bucket=self.config.bucket,
+                                                       Delete={"Objects": keys, "Quiet": True})
+            except (ClientError, BotoCoreError) as exc:
+                raise StorageError(f"DELETE {len(keys)} objects from {keys[0]['Key']}: {exc}") from exc
+            failed = response.get("Errors", [])
+            if failed:
+                first = failed[0]
+                raise StorageError(f"DELETE {first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                                   f" ({len(failed)} of {len(keys)} objects not deleted)")
 
     def delete(self, name: str) -> None:
         self._call("DELETE", name, Bucket=self.config.bucket, Key=self.key(name))

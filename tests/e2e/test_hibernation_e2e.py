@@ -13,7 +13,6 @@ from apps.instances.models import Instance
 from apps.instances.ssh import ssh_run
 from apps.snapshots.models import Snapshot
 from tests.e2e.test_snapshot_e2e import agent_worker_env, snapshot_settings  # noqa: F401  (a fixture)
-from tests.snapshot.conftest import s3_server  # noqa: F401
 
 from .conftest import wait_for
 

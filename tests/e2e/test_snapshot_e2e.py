@@ -13,7 +13,7 @@ from apps.instances import agent_services
 from apps.instances.models import AgentCommand, Instance
 from apps.snapshots import storage
 from apps.snapshots.models import Workspace
-from tests.snapshot.conftest import BUCKET, s3_server  # noqa: F401  (the S3 server fixture)
+from tests.s3 import BUCKET
 from tests.snapshot.trees import MARKER, describe, every_kind_tree
 
 from .conftest import wait_for
@@ -25,7 +25,7 @@ MASTER_KEY = "5e" * 32
 
 
 @pytest.fixture
-def snapshot_settings(settings, s3_server):  # noqa: F811
+def snapshot_settings(settings, s3_server):
     values = {
         "DUMONT_SNAPSHOT_S3_ENDPOINT": s3_server,
         "DUMONT_SNAPSHOT_S3_BUCKET": BUCKET,

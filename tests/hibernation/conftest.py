@@ -12,7 +12,6 @@ from rest_framework.test import APIClient
 from apps.instances import agent_services, services
 from apps.instances.models import AgentCommand, Instance, InstanceStatus
 from tests.snapshots.conftest import storage_settings  # noqa: F401  (snapshot storage on the S3 server)
-from tests.snapshot.conftest import s3_server  # noqa: F401
 
 S = InstanceStatus
 INTERVAL = 10.0

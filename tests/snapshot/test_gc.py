@@ -278,7 +278,7 @@ def test_snapshot_that_waited_for_gc_reads_what_is_stored_only_after_gc(repo, hi
         assert blocked.wait(60), "the snapshot never met gc's lock"
         # What a gc forgetting A does: A's manifest and every object of A go.
         doomed = [ref.object for ref in repo.load_manifest(ids["A"]).blobs.values()]
-        repo.delete_objects([f"snapshots/{ids['A']}", *set(doomed)])
+        repo.storage.delete_many([f"snapshots/{ids['A']}", *set(doomed)])
     snapshot.join(60)
 
     assert outcome["result"].new_blobs == 4  # big1, big3, a, b stored again; d is still in B's pack

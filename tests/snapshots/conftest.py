@@ -8,11 +8,11 @@ import pytest
 
 from apps.instances import agent_services
 from apps.instances.models import Instance, InstanceStatus
-from tests.snapshot.conftest import BUCKET, s3_server  # noqa: F401  (the S3 server fixture)
+from tests.s3 import BUCKET
 
 
 @pytest.fixture
-def storage_settings(settings, s3_server):  # noqa: F811
+def storage_settings(settings, s3_server):
     settings.DUMONT_SNAPSHOT_S3_ENDPOINT = s3_server
     settings.DUMONT_SNAPSHOT_S3_BUCKET = BUCKET
     settings.DUMONT_SNAPSHOT_S3_PREFIX = f"cp-{uuid.uuid4().hex[:8]}/"
