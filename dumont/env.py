@@ -58,18 +58,23 @@ def env_decimal(name: str, default: str) -> Decimal:
     return value
 
 
-def env_seconds(name: str, default: float) -> float:
-    """A duration in seconds; fractions allowed so tests can shrink windows."""
+def env_positive(name: str, default: float, *, unit: str = "") -> float:
+    """A positive number (of `unit`, for the message)."""
     raw = env_str(name)
     if raw is None:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number of seconds") from None
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number{f' of {unit}' if unit else ''}") from None
     if value <= 0:
         raise ImproperlyConfigured(f"{name}={value} must be positive")
     return value
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A duration in seconds; fractions allowed so tests can shrink windows."""
+    return env_positive(name, default, unit="seconds")
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from dumont.env import (
     env_decimal,
     env_int,
     env_list,
+    env_positive,
     env_seconds,
     env_secret,
     env_str,
@@ -271,9 +272,13 @@ DUMONT_AGENT_UPLOAD_DEPENDENCIES = env_bool("DUMONT_AGENT_UPLOAD_DEPENDENCIES", 
 # Idle: every GPU under the threshold for the window and none of the signals showing use
 # (ssh_input: a keystroke in a terminal session; jupyter: a busy kernel; cpu: CPU above 50%).
 # Each instance can override them (API, page, admin).
-DUMONT_IDLE_GPU_THRESHOLD = env_seconds("DUMONT_IDLE_GPU_THRESHOLD", 5.0)
+DUMONT_IDLE_GPU_THRESHOLD = env_positive("DUMONT_IDLE_GPU_THRESHOLD", 5.0, unit="percent")
 DUMONT_IDLE_WINDOW = env_seconds("DUMONT_IDLE_WINDOW", 180)
 DUMONT_IDLE_SIGNALS = env_list("DUMONT_IDLE_SIGNALS", ["ssh_input", "jupyter"])
+if set(DUMONT_IDLE_SIGNALS) - {"ssh_input", "jupyter", "cpu"}:  # apps.instances.idle.SIGNALS
+    raise ImproperlyConfigured(
+        f"DUMONT_IDLE_SIGNALS={','.join(DUMONT_IDLE_SIGNALS)}: each must be one of ssh_input, jupyter, cpu"
+    )
 # How often the idle rule runs: DUMONT_HIBERNATION_TICK (15 s), read in CELERY_BEAT_SCHEDULE.
 # Paused by hibernation this long, the machine is destroyed and only the snapshot kept.
 DUMONT_HIBERNATE_RELEASE_AFTER = env_seconds("DUMONT_HIBERNATE_RELEASE_AFTER", 30 * 60)

@@ -85,3 +85,13 @@ def test_a_malformed_setting_stops_start_up_with_its_name(tmp_path):
     result = _start_django({"DUMONT_VAR_DIR": str(tmp_path), "DUMONT_BOOT_TIMEOUT": "ten minutes"})
     assert result.returncode != 0
     assert "DUMONT_BOOT_TIMEOUT='ten minutes' is not a number of seconds" in result.stderr
+
+
+def test_idle_and_price_settings_are_checked_at_start_up(tmp_path):
+    for env, message in (
+        ({"DUMONT_IDLE_SIGNALS": "ssh_input,mouse"}, "DUMONT_IDLE_SIGNALS=ssh_input,mouse: each must be one of"),
+        ({"DUMONT_IDLE_GPU_THRESHOLD": "five"}, "DUMONT_IDLE_GPU_THRESHOLD='five' is not a number of percent"),
+        ({"DUMONT_STORAGE_PRICE_PER_GB_MONTH": "cheap"}, "DUMONT_STORAGE_PRICE_PER_GB_MONTH='cheap' is not a number"),
+    ):
+        result = _start_django({"DUMONT_VAR_DIR": str(tmp_path), **env})
+        assert result.returncode != 0 and message in result.stderr, result.stderr[-500:]
