@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.snapshot import StorageConfig
+from agent.snapshot.errors import StorageError
 from agent.snapshot.storage import Storage
 from tests.polling import wait_for
 
@@ -40,7 +40,7 @@ def _storage(prefix: str = "", parallel: int = 8) -> Storage:
 def _bucket_ready() -> bool:
     try:
         _storage().create_bucket_if_missing()
-    except (BotoCoreError, ClientError):  # not up yet: refused, 503, no leader elected yet
+    except StorageError:  # not up yet: refused, 503, no leader elected yet
         return False
     return True
 
