@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _snapshot(argv: list[str]) -> int:
     """`snapshot ...` is the snapshot engine's own CLI; imported only when used, because it
-    needs the [snapshot] extra (boto3, zstandard) that a heartbeat-only agent goes without."""
+    needs the [snapshot] extra (zstandard, cryptography) that a heartbeat-only agent goes without."""
     try:
         from .snapshot.cli import main as snapshot_main
     except ImportError as exc:
@@ -76,14 +76,17 @@ def _snapshot(argv: list[str]) -> int:
 
 
 def _warm_snapshot_engine() -> None:
-    """Import the snapshot engine (boto3 alone takes a few hundred ms) while the first heartbeat
-    is on its way: on a woken machine that heartbeat brings the restore command, and the restore
-    should not wait for imports. Without the [snapshot] extra there is nothing to warm."""
+    """Import the snapshot engine (zstandard, cryptography, http.client, numpy: a few hundred ms
+    from a cold disk) while the first heartbeat is on its way: on a woken machine that heartbeat
+    brings the restore command, and the restore should not wait for imports. Without the
+    [snapshot] extra there is nothing to warm."""
     try:
         import agent.snapshot  # noqa: F401
-        import agent.snapshot.storage  # noqa: F401  (boto3)
+        import agent.snapshot.storage  # noqa: F401  (http.client, ssl)
+        from agent.snapshot import codec
     except ImportError:
-        pass
+        return
+    codec.warm_up()
 
 
 def _log_to_stderr() -> None:

@@ -9,7 +9,9 @@ of this venv's site-packages (many small files). Then, against one SeaweedFS (th
 on 127.0.0.1:8333, else, or with --own-s3, a `weed mini` started here on free ports and stopped
 at the end), runs and times, page cache dropped before each phase when the kernel allows it:
 
-  ours    full snapshot, incremental snapshot after a 1% change, restore (the CLI, as an agent)
+  ours    full snapshot, incremental snapshot after a 1% change, restore: by default in one
+          long-lived process that has imported the engine, as the agent runs its commands
+          (--ours cli: `python -m agent.snapshot`, one cold process per command)
   restic  init + backup, backup after the same change, restore + sync (`-o s3.connections=N`)
 
 The 1% change overwrites 1 MiB regions in two of the eight shards and appends to 20 small
@@ -19,6 +21,12 @@ the timings). Prints seconds, MB/s and CPU seconds per phase (the tool's process
 S3 server's when it was started here), stored bytes, the ratios and their targets (restic
 restore / ours >= 2; ours full / ours incremental >= 10), then one JSON line. Each tool
 writes under its own fresh prefix; both are deleted at the end.
+
+Restored trees are kept until the end when the disk has room: ext4 skips inodes freed in the
+last minute (five while their table block is dirty) when it allocates new ones, so creating a
+tree right after deleting one costs several times the CPU, which no restore on a fresh
+machine pays. Without room, each round's trees are deleted and the next round waits that
+minute out.
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ CHANGE_SHARE = 0.01
 CHANGE_REGION = 1 * MiB
 CHANGED_SHARDS = 2
 CHANGED_SMALL_FILES = 20
+RECENTLY_FREED_S = 65  # ext4 passes over inodes freed less than 60 s ago (once their table block is clean)
 RESTIC_INSTALL = "apt-get install -y restic   (or: make bench-snapshot)"
 
 
@@ -73,6 +82,9 @@ def parse_args():
     parser.add_argument("--own-s3", action="store_true",
                         help="start a private weed mini even when 127.0.0.1:8333 answers (steadier timings)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--ours", choices=("agent", "cli"), default="agent",
+                        help="run our engine in one warm process, as the agent does (default), or a CLI process per phase")
+    parser.add_argument("--engine-worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -419,19 +431,75 @@ def timed(command: list, env: dict, cwd: Path | None = None) -> Timing:
 
 
 class Ours:
-    """The engine as an agent runs it: `python -m agent.snapshot`, one process per command."""
+    """Our engine, configured through the environment like an agent's: either a CLI process
+    per phase (`python -m agent.snapshot`), or commands sent to one long-lived worker process
+    that imported the engine once, as the agent runs snapshot and restore commands."""
 
-    def __init__(self, s3: S3, prefix: str, parallel: int):
+    def __init__(self, s3: S3, prefix: str, parallel: int, mode: str):
+        self.mode = mode
         self.env = {**os.environ, "DUMONT_S3_ENDPOINT": s3.endpoint, "DUMONT_S3_BUCKET": BUCKET,
                     "DUMONT_S3_PREFIX": prefix, "DUMONT_S3_ACCESS_KEY": s3.access_key,
                     "DUMONT_S3_SECRET_KEY": s3.secret_key, "DUMONT_S3_REGION": "us-east-1",
                     "DUMONT_SNAPSHOT_KEY": os.urandom(32).hex(), "DUMONT_SNAPSHOT_PARALLEL": str(parallel)}
+        self.worker = None
+        if mode == "agent":
+            self.worker = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--engine-worker"],
+                                           env=self.env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           text=True)
+            ready = self.worker.stdout.readline()
+            if not ready.startswith("ready"):
+                sys.exit(f"the engine worker did not start: {ready!r}")
 
     def create(self, workspace: Path) -> Timing:
+        if self.worker:
+            return self._command("create", str(workspace))
         return timed([sys.executable, "-m", "agent.snapshot", "create", str(workspace)], self.env, ROOT)
 
     def restore(self, target: Path) -> Timing:
+        if self.worker:
+            return self._command("restore", str(target))
         return timed([sys.executable, "-m", "agent.snapshot", "restore", "latest", str(target)], self.env, ROOT)
+
+    def _command(self, op: str, path: str) -> Timing:
+        started = time.monotonic()
+        self.worker.stdin.write(json.dumps({"op": op, "path": path}) + "\n")
+        self.worker.stdin.flush()
+        reply = json.loads(self.worker.stdout.readline() or '{"error": "the engine worker died"}')
+        elapsed = time.monotonic() - started
+        if "error" in reply:
+            sys.exit(f"ours {op} failed: {reply['error']}")
+        return Timing(elapsed, reply["cpu_s"], reply["result"])
+
+    def close(self) -> None:
+        if self.worker:
+            self.worker.stdin.close()
+            self.worker.wait(timeout=30)
+
+
+def engine_worker() -> None:
+    """--engine-worker: import the engine once, then run one command per stdin line, replying
+    with its result and the CPU seconds it took (every thread of this process)."""
+    sys.path.insert(0, str(ROOT))
+    from agent.snapshot import Repository, config_from_env, snapshot_create, snapshot_restore
+    from agent.snapshot import codec
+
+    codec.warm_up()  # as the agent does at start
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        try:
+            repo = Repository(config_from_env(dict(os.environ)))
+            if command["op"] == "create":
+                result = snapshot_create(repo, command["path"]).to_dict()
+            else:
+                result = snapshot_restore(repo, "latest", command["path"]).to_dict()
+        except Exception as exc:  # reported to the benchmark, which stops
+            print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+            continue
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        print(json.dumps({"result": result, "cpu_s": cpu}), flush=True)
 
 
 class Restic:
@@ -478,6 +546,9 @@ def phase_line(name: str, timing: Timing, nbytes: int, note: str = "") -> str:
 
 def main() -> None:
     args = parse_args()
+    if args.engine_worker:
+        engine_worker()
+        return
     version = restic_version()
     scratch = Path(tempfile.mkdtemp(prefix="dumont-snapshot-bench-", dir=args.scratch))
     run_prefix = f"bench-{uuid.uuid4().hex[:12]}/"
@@ -494,9 +565,12 @@ def main() -> None:
         anonymous = " (no identities: restic runs unsigned)" if s3.anonymous else ""
         print(f"S3: {s3.endpoint}{' (started here)' if s3.process else ''}{anonymous}, "
               f"bucket {BUCKET}, prefix {run_prefix}", flush=True)
-        ours = Ours(s3, run_prefix + "ours/", args.parallel)
+        ours = Ours(s3, run_prefix + "ours/", args.parallel, args.ours)
         restic = Restic(s3, run_prefix + "restic", args.parallel, scratch / "restic-cache")
-        results = measure(ours, restic, s3, workspace, scratch, shape, random.Random(args.seed), args.rounds)
+        try:
+            results = measure(ours, restic, s3, workspace, scratch, shape, random.Random(args.seed), args.rounds)
+        finally:
+            ours.close()
         stored = {tool: s3.stored_bytes(f"{run_prefix}{tool}/") for tool in ("ours", "restic")}
         report(args, version, shape, results, stored)
     finally:
@@ -526,16 +600,25 @@ def measure(ours: Ours, restic: Restic, s3: S3, workspace: Path, scratch: Path, 
     results["ours_incremental"] = phase("ours incremental", lambda: ours.create(workspace))
     results["restic_incremental"] = phase("restic incremental", lambda: restic.backup(workspace))
     expected = tree_digest(workspace)
+    keep = shutil.disk_usage(scratch).free > 2 * rounds * shape["bytes"] * 1.2 + 2 * 2**30
+    results["restored_trees_kept"] = keep
+    if not keep:
+        print(f"  (no room to keep {2 * rounds} restored trees: each round deletes its trees, then waits "
+              f"{RECENTLY_FREED_S} s for ext4 to stop skipping the freed inodes)", flush=True)
     for round_index in range(rounds):
-        # Alternating order: creating files right after deleting thousands costs ext4 extra time
-        # (it passes over recently freed inodes), which would otherwise fall on one tool only.
+        # Alternating order, so that whatever the previous phase left behind (dirty pages,
+        # a busy journal) does not always fall on the same tool.
         tools = [(ours, "ours"), (restic, "restic")][:: 1 if round_index % 2 == 0 else -1]
         for tool, name in tools:
-            target = scratch / f"restore-{name}"
+            target = scratch / f"restore-{name}-{round_index}"
             results[f"{name}_restore"].append(phase(f"{name} restore", lambda: tool.restore(target)))
             check_same(expected, target, name)
-        for _tool, name in tools:
-            shutil.rmtree(scratch / f"restore-{name}")
+        if not keep:
+            for _tool, name in tools:
+                shutil.rmtree(scratch / f"restore-{name}-{round_index}")
+            if round_index < rounds - 1:
+                os.sync()
+                time.sleep(RECENTLY_FREED_S)
     return results
 
 
@@ -553,9 +636,11 @@ def report(args, version: str, shape: dict, results: dict, stored: dict) -> None
     }
     dropped = results["page_cache_dropped"]
     drops = "yes" if all(dropped) else ("no (not permitted)" if not any(dropped) else "partly")
+    how = "one warm process, as the agent" if args.ours == "agent" else "a CLI process per phase"
     print(f"\n{os.cpu_count()} CPUs (load average {os.getloadavg()[1]:.1f} over the last 5 min); workspace "
-          f"{size / 1e6:.0f} MB in {shape['files']} files; our parallel {args.parallel}, restic -o "
-          f"s3.connections={args.parallel}; {version.split(' compiled')[0]}; page cache dropped before each phase: {drops}")
+          f"{size / 1e6:.0f} MB in {shape['files']} files; ours runs in {how}, parallel {args.parallel}; restic -o "
+          f"s3.connections={args.parallel}; {version.split(' compiled')[0]}; page cache dropped before each phase: {drops}; "
+          f"restored trees kept until the end: {'yes' if results['restored_trees_kept'] else 'no'}")
     print(f"1% change: {change['bytes_written'] / 1e6:.1f} MB written into {change['files']} files "
           f"({change['files_bytes'] / 1e6:.0f} MB of files to re-read)")
     full, incremental = results["ours_full"], results["ours_incremental"]
@@ -580,7 +665,8 @@ def report(args, version: str, shape: dict, results: dict, stored: dict) -> None
     print(f"  restic backup / ours full           {ratios['restic_full_over_ours_full']:6.2f}")
     print(f"  restic backup / ours incremental    {ratios['restic_incremental_over_ours']:6.2f}")
     print(json.dumps({
-        "cpus": os.cpu_count(), "workspace": shape, "parallel": args.parallel, "rounds": args.rounds,
+        "cpus": os.cpu_count(), "workspace": shape, "ours_mode": args.ours, "parallel": args.parallel,
+        "rounds": args.rounds,
         "change": change, "page_cache_dropped": all(dropped), "restic_version": version.split()[1],
         **{tool: {**{phase: _timing_json(timing) for phase, timing in phases[tool].items()},
                   "restores_s": [round(timing.seconds, 3) for timing in results[f"{tool}_restore"]],

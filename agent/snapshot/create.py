@@ -1,14 +1,15 @@
 """Creating a snapshot: scan, chunk, deduplicate, compress, seal, upload — then the manifest.
 
 Large files are cut into fixed 4 MiB chunks, each stored as its own object. Files up to
-1 MiB are one blob each, bundled into ~16 MiB packs. A blob is identified by the sha256 of
-its plaintext; one already stored (by the newest snapshots) or already being stored by this
-run is never uploaded again. Files whose size and mtime match the parent snapshot are not
+1 MiB are one blob each, bundled into ~16 MiB packs. A blob is identified by the hash of its
+plaintext (BLAKE3; sha256 in older repositories: repo.py); one already stored (by the newest
+snapshots) or already being stored by this run is never uploaded again. Files whose size and mtime match the parent snapshot are not
 even read. Fixed-size chunks re-upload everything after an insertion in the middle of a large
 file; content-defined chunking would fix that and is a later improvement.
 
 Work runs on a pool of `parallel` threads; hashing, zstd, AES-GCM and socket I/O release the
-GIL. At most 2 x parallel work items are queued, so memory stays bounded.
+GIL. At most 2 x parallel work items are queued, so memory stays bounded. A chunk is read with
+O_DIRECT into its thread's reused, page-aligned buffer (ChunkReader).
 
 A snapshot holds a shared repository lock (locks.py) from before it reads which blobs are
 stored until its manifest is written, and checks that the lock is still its own right before
@@ -17,11 +18,13 @@ writing the manifest; that is what makes a concurrent `gc` safe (gc.py).
 
 from __future__ import annotations
 
-import hashlib
+import errno
+import mmap
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -29,7 +32,7 @@ from . import codec
 from .crypto import OVERHEAD
 from .errors import SnapshotError
 from .locks import SHARED, HeldLock, lock_repository
-from .manifest import FILE, BlobRef, Entry, Manifest, scan_tree
+from .manifest import FILE, BlobRef, Entry, Manifest, walk_tree
 from .progress import Callback, Progress
 from .repo import Repository, new_snapshot_id
 
@@ -40,6 +43,66 @@ PACK_TARGET = 16 * MiB
 SMALL_BATCH_BYTES = 4 * MiB  # small files read by one work item
 SMALL_BATCH_FILES = 256
 LOCK_WAIT_S = 10 * 60  # how long a snapshot waits for a running gc or forget to finish
+
+
+class ChunkReader:
+    """Reads chunks of large files into per-thread reused page-aligned buffers (no fresh 4 MiB
+    allocation, and its page faults, per chunk) with O_DIRECT: the disk writes straight into
+    the buffer, which costs a fraction of the CPU of a buffered read (on a cold cache about a
+    third of the wall time too) and leaves the page cache to the workload. Pages the workload
+    wrote and the kernel has not yet written back are written back first by the kernel, so
+    what is read is what the file holds. Where O_DIRECT is refused (tmpfs, some overlays) it
+    reads through the cache. What read() returns is valid until the same thread's next read().
+
+    (No peek into the page cache first: a non-blocking read of uncached pages returns EAGAIN
+    but starts reading them into the cache anyway, so the data would be read twice.)"""
+
+    def __init__(self):
+        self._local = threading.local()
+        self._direct = hasattr(os, "O_DIRECT")
+
+    def read(self, path: str, offset: int, size: int) -> memoryview:
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or len(buffer) < size:
+            buffer = self._local.buffer = mmap.mmap(-1, size)
+        view = memoryview(buffer)[:size]
+        got = self._read_direct(path, view, offset) if self._direct else None
+        if got is None:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                got = _read_fully(fd, view, offset)
+            finally:
+                os.close(fd)
+        return view[:got]
+
+    def _read_direct(self, path: str, view: memoryview, offset: int) -> int | None:
+        """Bytes read, or None when this filesystem refuses O_DIRECT (then never tried again)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._direct = False
+            return None
+        try:
+            return _read_fully(fd, view, offset)  # buffer and offset are page-aligned, the size whole pages
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._direct = False
+            return None
+        finally:
+            os.close(fd)
+
+
+def _read_fully(fd: int, view: memoryview, offset: int) -> int:
+    got = 0
+    while got < len(view):
+        count = os.preadv(fd, [view[got:]], offset + got)
+        if count == 0:
+            break  # end of file
+        got += count
+    return got
 
 
 @dataclass
@@ -145,21 +208,23 @@ class Snapshotter:
         self._slots = threading.BoundedSemaphore(2 * repo.parallel)
         self._futures: list = []
         self._failed = threading.Event()
+        self._reader = ChunkReader()
 
-    def run(self, source: str, parent: Manifest | None, known: dict) -> CreateResult:
-        started = time.monotonic()
+    def run(self, source: str, parent: Manifest | None, known: dict, started: float) -> CreateResult:
         puts_before, bytes_before = self.repo.storage.traffic.puts, self.repo.storage.traffic.bytes_put
-        entries, skipped = scan_tree(source)
-        files = [entry for entry in entries if entry.kind == FILE]
         self.table = BlobTable(known)
         self.packer = Packer(self.repo, self.table)
-        self.progress = Progress(self._progress_callback, total_bytes=sum(f.size for f in files),
-                                 total_files=len(files), phase="snapshot")
+        estimate = parent.stats if parent else {}  # the real totals are known once the scan ends
+        self.progress = Progress(self._progress_callback, total_bytes=estimate.get("bytes", 0),
+                                 total_files=estimate.get("files", 0), phase="snapshot")
+        entries: list = []
+        skipped: list = []
         try:
-            reused = self._store_files(source, files, parent)
+            reused = self._store_files(source, walk_tree(source, skipped), entries, parent)
             self.packer.flush()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        files = [entry for entry in entries if entry.kind == FILE]
         manifest = self._manifest(source, entries, parent)
         manifest.stats = {
             "files": len(files), "dirs": _count(entries, "dir"), "symlinks": _count(entries, "symlink"),
@@ -181,11 +246,20 @@ class Snapshotter:
         self.lock.ensure_held(f"snapshot {manifest.id} not written")
         self.repo.save_manifest(manifest)
 
-    def _store_files(self, source: str, files: list, parent: Manifest | None) -> int:
+    def _store_files(self, source: str, scan: Iterator[Entry], entries: list, parent: Manifest | None) -> int:
+        """Store every file as the scan finds it (the workers read, hash and upload changed
+        files while this thread goes on scanning), collecting the scan's entries into
+        `entries`; the number of files reused unread. (A scan on a thread of its own was
+        slower: a thread waiting on the disk after every stat loses the GIL race each time.)"""
         parent_files = parent.files() if parent else {}
-        reused = reused_bytes = 0
+        reused = reused_bytes = files = total_bytes = 0
         batch: list = []
-        for entry in files:
+        for entry in scan:
+            entries.append(entry)
+            if entry.kind != FILE:
+                continue
+            files += 1
+            total_bytes += entry.size
             if self._reuse_unchanged(entry, parent_files.get(entry.path)):
                 reused += 1
                 reused_bytes += entry.size
@@ -199,6 +273,7 @@ class Snapshotter:
                     batch = []
             else:
                 self._submit_chunks(source, entry)
+        self.progress.set_totals(total_bytes=total_bytes, total_files=files)
         if batch:
             self._submit(self._store_small_files, source, batch)
         self.progress.advance(nbytes=reused_bytes, files=reused % 1000)
@@ -220,12 +295,8 @@ class Snapshotter:
             self._submit(self._store_chunk, source, entry, index)
 
     def _store_chunk(self, source: str, entry: Entry, index: int) -> None:
-        fd = os.open(os.path.join(source, entry.path), os.O_RDONLY)
-        try:
-            data = os.pread(fd, CHUNK_SIZE, index * CHUNK_SIZE)
-        finally:
-            os.close(fd)
-        blob_id = hashlib.sha256(data).hexdigest()
+        data = self._reader.read(os.path.join(source, entry.path), index * CHUNK_SIZE, CHUNK_SIZE)
+        blob_id = self.repo.blob_id(data)
         if self.table.claim(blob_id):
             encoded = codec.encode(data, level=self.level, tensor=codec.is_tensor_file(entry.path))
             name = self.repo.chunk_object(blob_id)
@@ -239,7 +310,7 @@ class Snapshotter:
         for entry in entries:
             with open(os.path.join(source, entry.path), "rb") as file:
                 data = file.read()
-            blob_id = hashlib.sha256(data).hexdigest()
+            blob_id = self.repo.blob_id(data)
             entry.blobs = [blob_id] if data else []
             if data and self.table.claim(blob_id):
                 encoded = codec.encode(data, level=self.level, tensor=codec.is_tensor_file(entry.path))
@@ -287,13 +358,14 @@ def snapshot_create(repo: Repository, source: str, *, level: int = codec.DEFAULT
     running gc or forget, then raises RepositoryLocked."""
     if not os.path.isdir(source):
         raise SnapshotError(f"{source} is not a directory")
+    started = time.monotonic()
     repo.open_or_init()
     # The lock comes first: blobs counted as stored must be ones no gc can delete meanwhile.
     with lock_repository(repo, SHARED, purpose="snapshot", wait_s=lock_wait_s) as lock:
         recent = repo.recent_manifests()
         known = {blob_id: ref for manifest in reversed(recent) for blob_id, ref in manifest.blobs.items()}
         parent = recent[0] if recent and use_parent else None
-        return Snapshotter(repo, lock, level=level, progress=progress).run(source, parent, known)
+        return Snapshotter(repo, lock, level=level, progress=progress).run(source, parent, known, started)
 
 
 def _count(entries: list, kind: str) -> int:

@@ -42,12 +42,18 @@ class Sealer:
         nonce = os.urandom(NONCE_BYTES)
         return MAGIC + nonce + self._aead.encrypt(nonce, plaintext, name.encode())
 
-    def open(self, name: str, sealed: bytes) -> bytes:
+    def open(self, name: str, sealed, into: memoryview | None = None):
+        """The plaintext of `sealed`; with `into` (exactly len(sealed) - OVERHEAD bytes of
+        writable memory) decrypted there, and `into` returned."""
         if len(sealed) < OVERHEAD or sealed[: len(MAGIC)] != MAGIC:
             raise SealBroken("not a sealed Dumont blob")
         nonce = sealed[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
+        ciphertext = memoryview(sealed)[len(MAGIC) + NONCE_BYTES :]
         try:
-            return self._aead.decrypt(nonce, memoryview(sealed)[len(MAGIC) + NONCE_BYTES :], name.encode())
+            if into is None:
+                return self._aead.decrypt(nonce, ciphertext, name.encode())
+            self._aead.decrypt_into(nonce, ciphertext, name.encode(), into)
+            return into
         except InvalidTag:
             raise SealBroken("authentication failed: wrong key or altered bytes") from None
 

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import ConfigError, StorageError
 from .locks import EXCLUSIVE, HeldLock, lock_repository
-from .repo import CONFIG, DATA, PACKS, SNAPSHOTS, Repository
+from .repo import DATA, PACKS, SNAPSHOTS, Repository
 from .storage import DELETE_BATCH
 
 GRACE_S = 60 * 60
@@ -86,7 +86,7 @@ def snapshot_forget(repo: Repository, *, keep_last: int, per_host: bool = False,
     (after waiting up to `wait_s`)."""
     started = time.monotonic()
     _check_keep_last(keep_last)
-    repo.get_document(CONFIG)  # a wrong key is named as such before anything is locked
+    repo.open()  # a wrong key is named as such before anything is locked
     with lock_repository(repo, EXCLUSIVE, purpose="forget", wait_s=wait_s) as lock:
         if per_host:
             pairs = [(manifest.id, manifest.host) for manifest in repo.recent_manifests(count=None)]
@@ -105,7 +105,7 @@ def snapshot_gc(repo: Repository, *, keep_last: int | None = None, per_host: boo
     started = time.monotonic()
     if keep_last is not None:
         _check_keep_last(keep_last)
-    repo.get_document(CONFIG)  # a wrong key is named as such before anything is locked
+    repo.open()  # a wrong key is named as such before anything is locked
     with lock_repository(repo, EXCLUSIVE, purpose="gc", wait_s=wait_s) as lock:
         cutoff = _store_now(repo, lock) - grace_s
         manifests = repo.recent_manifests(count=None)

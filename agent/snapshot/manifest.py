@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -88,16 +89,21 @@ def scan_tree(root: str) -> tuple:
     """Every directory, regular file and symlink under `root` (parents first), and the
     relative paths of what was skipped (sockets, FIFOs, devices: nothing a restore can
     recreate meaningfully). Symlinks are recorded, never followed; hard links become copies."""
-    root_stat = os.lstat(root)
-    if not stat.S_ISDIR(root_stat.st_mode):
-        raise NotADirectoryError(root)
-    entries = [Entry(path="", kind=DIR, mode=stat.S_IMODE(root_stat.st_mode), mtime_ns=root_stat.st_mtime_ns)]
     skipped: list = []
-    _scan_dir(root, "", entries, skipped)
+    entries = list(walk_tree(root, skipped))
     return entries, skipped
 
 
-def _scan_dir(directory: str, relative: str, entries: list, skipped: list) -> None:
+def walk_tree(root: str, skipped: list) -> Iterator[Entry]:
+    """scan_tree's entries one by one, as they are found; skipped paths go to `skipped`."""
+    root_stat = os.lstat(root)
+    if not stat.S_ISDIR(root_stat.st_mode):
+        raise NotADirectoryError(root)
+    yield Entry(path="", kind=DIR, mode=stat.S_IMODE(root_stat.st_mode), mtime_ns=root_stat.st_mtime_ns)
+    yield from _walk_dir(root, "", skipped)
+
+
+def _walk_dir(directory: str, relative: str, skipped: list) -> Iterator[Entry]:
     with os.scandir(directory) as listing:
         children = sorted(listing, key=lambda item: item.name)
     for child in children:
@@ -105,11 +111,11 @@ def _scan_dir(directory: str, relative: str, entries: list, skipped: list) -> No
         info = child.stat(follow_symlinks=False)
         mode, mtime_ns = stat.S_IMODE(info.st_mode), info.st_mtime_ns
         if stat.S_ISDIR(info.st_mode):
-            entries.append(Entry(path=path, kind=DIR, mode=mode, mtime_ns=mtime_ns))
-            _scan_dir(child.path, path, entries, skipped)
+            yield Entry(path=path, kind=DIR, mode=mode, mtime_ns=mtime_ns)
+            yield from _walk_dir(child.path, path, skipped)
         elif stat.S_ISREG(info.st_mode):
-            entries.append(Entry(path=path, kind=FILE, mode=mode, mtime_ns=mtime_ns, size=info.st_size))
+            yield Entry(path=path, kind=FILE, mode=mode, mtime_ns=mtime_ns, size=info.st_size)
         elif stat.S_ISLNK(info.st_mode):
-            entries.append(Entry(path=path, kind=SYMLINK, mode=mode, mtime_ns=mtime_ns, target=os.readlink(child.path)))
+            yield Entry(path=path, kind=SYMLINK, mode=mode, mtime_ns=mtime_ns, target=os.readlink(child.path))
         else:
             skipped.append(path)

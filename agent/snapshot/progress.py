@@ -34,6 +34,11 @@ class Progress:
             report = self._report(now)
         self._callback(report)
 
+    def set_totals(self, *, total_bytes: int, total_files: int) -> None:
+        """The real totals, once known (a snapshot stores files while it is still scanning)."""
+        with self._lock:
+            self.total_bytes, self.total_files = total_bytes, total_files
+
     def finish(self) -> None:
         if self._callback is not None:
             with self._lock:
@@ -51,5 +56,5 @@ class Progress:
             "files": self.files,
             "total_files": self.total_files,
             "bytes_per_s": round(rate),
-            "eta_s": round(remaining / rate, 1) if rate > 0 else None,
+            "eta_s": round(remaining / rate, 1) if rate > 0 and remaining > 0 else None,
         }

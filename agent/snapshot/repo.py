@@ -1,8 +1,10 @@
 """A workspace's repository: the objects under one prefix, sealed with the workspace key.
 
 Object names (relative to the prefix):
-  config                 sealed JSON {"format": 1}: written once, opened first, so a wrong key
-                         is reported as such before anything else is read
+  config                 sealed JSON {"format": 1, "hash": "blake3"}: written once, opened
+                         first, so a wrong key is reported as such before anything else is
+                         read; "hash" names the function of blob ids (sha256 where missing:
+                         repositories written before BLAKE3)
   data/NN/NAME           one large-file chunk; NAME = HMAC(name key, blob id)
   packs/NN/RANDOM        small files' blobs, each sealed on its own, back to back (~16 MiB)
   snapshots/ID           one manifest per snapshot; IDs sort by creation time
@@ -15,14 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import codec
 from .config import SnapshotConfig
-from .crypto import SealBroken, Sealer
-from .errors import ObjectCorrupt, ObjectMissing, WrongKey
+from .crypto import OVERHEAD, SealBroken, Sealer
+from .errors import ConfigError, ObjectCorrupt, ObjectMissing, WrongKey
 from .manifest import BlobRef, Manifest
 from .storage import Storage
 
@@ -32,12 +35,37 @@ INDEX_SNAPSHOTS = 10  # manifests whose blobs count as already stored (retention
 LOCKS = "locks/"
 DATA, PACKS = "data/", "packs/"
 
+try:
+    import blake3
+except ImportError:  # the snapshot extra installs it; without, new repositories use sha256
+    blake3 = None
+
+
+def _sha256(data) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _blake3(data) -> str:
+    if blake3 is None:
+        raise ConfigError("this repository names blobs by their BLAKE3 hash: install blake3 "
+                          "(pip install 'dumont-agent[snapshot]')")
+    return blake3.blake3(data).hexdigest()
+
+
+# A blob's id is the hash of its plaintext: BLAKE3 hashes over 3x faster than sha256 (even with
+# SHA-NI) and releases the GIL; the repository's config fixes the function for good, because
+# dedup needs every snapshot in it to name equal blobs alike.
+BLOB_HASHES = {"sha256": _sha256, "blake3": _blake3}
+
 
 class Repository:
     def __init__(self, config: SnapshotConfig, storage: Storage | None = None):
         self.config = config
         self.storage = storage or Storage(config.storage)
         self.sealer = Sealer(config.key)
+        self._settings: dict | None = None  # the config document, once read
+        self._settings_lock = threading.Lock()
+        self._blob_hash = self._hash_after_open
 
     @property
     def parallel(self) -> int:
@@ -52,15 +80,21 @@ class Repository:
     def seal_blob(self, object_name: str, blob_id: str, encoded: bytes) -> bytes:
         return self.sealer.seal(f"{object_name}#{blob_id}", encoded)
 
+    def blob_id(self, data) -> str:
+        """The id of a blob with plaintext `data` (the repository must be open)."""
+        return self._blob_hash(data)
+
     def open_blob(self, blob_id: str, ref: BlobRef, sealed: bytes, needed_by: str) -> bytes:
         """The plaintext of a blob, checked: authentic, decodable, and hashing to its id."""
         key = self.storage.key(ref.object)
+        buffers = codec.buffers_in_use()  # a restore's: decrypt into them, not into fresh memory
+        into = buffers.opened(len(sealed) - OVERHEAD) if buffers is not None and len(sealed) > OVERHEAD else None
         try:
-            encoded = self.sealer.open(f"{ref.object}#{blob_id}", sealed)
+            encoded = self.sealer.open(f"{ref.object}#{blob_id}", sealed, into=into)
             data = codec.decode(encoded, ref.raw_size)
         except (SealBroken, codec.CodecError) as exc:
             raise ObjectCorrupt(key, f"blob {blob_id[:16]}: {exc}", needed_by) from None
-        if len(data) != ref.raw_size or hashlib.sha256(data).hexdigest() != blob_id:
+        if len(data) != ref.raw_size or self._blob_hash(data) != blob_id:
             raise ObjectCorrupt(key, f"blob {blob_id[:16]} does not match its hash", needed_by)
         return data
 
@@ -82,16 +116,33 @@ class Repository:
         except codec.CodecError as exc:
             raise ObjectCorrupt(self.storage.key(name), str(exc)) from None
 
-    def open_or_init(self) -> None:
-        """Check the key against the repository's config object, creating it on first use."""
-        try:
-            self.get_document(CONFIG)
-        except ObjectMissing:
-            self.put_document(CONFIG, json.dumps({"format": 1, "created": time.time()}).encode())
+    def open(self) -> dict:
+        """Read the repository's config (once per Repository): checks the key, fixes the blob
+        hash. ObjectMissing when there is no repository under the prefix."""
+        with self._settings_lock:
+            if self._settings is None:
+                settings = json.loads(self.get_document(CONFIG))
+                name = settings.setdefault("hash", "sha256")
+                if name not in BLOB_HASHES:
+                    raise ConfigError(f"{self.storage.key(CONFIG)} names blobs by {name!r}, which this "
+                                      f"agent does not know; upgrade the agent")
+                self._blob_hash = BLOB_HASHES[name]
+                self._settings = settings
+            return self._settings
 
-    # --- listing and deleting many objects --------------------------------------------------
-    # Storage.list drops LastModified and Storage has no batch delete; these two go to its
-    # boto3 client directly until Storage grows them.
+    def _hash_after_open(self, data) -> str:
+        self.open()  # replaces self._blob_hash
+        return self._blob_hash(data)
+
+    def open_or_init(self) -> dict:
+        """open(), creating the repository's config on first use."""
+        try:
+            return self.open()
+        except ObjectMissing:
+            hash_name = "blake3" if blake3 is not None else "sha256"
+            document = {"format": 1, "hash": hash_name, "created": time.time()}
+            self.put_document(CONFIG, json.dumps(document).encode())
+            return self.open()
 
     # --- snapshots --------------------------------------------------------------------------
 
@@ -99,7 +150,7 @@ class Repository:
         return [name[len(SNAPSHOTS) :] for name, _size in self.storage.list(SNAPSHOTS)]
 
     def load_manifest(self, snapshot_id: str) -> Manifest:
-        self.get_document(CONFIG)  # a wrong key is named as such, not as a corrupt manifest
+        self.open()  # a wrong key is named as such, not as a corrupt manifest
         document = self.get_document(SNAPSHOTS + snapshot_id)
         try:
             return Manifest.from_json(document)

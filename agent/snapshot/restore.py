@@ -7,24 +7,30 @@ has made it durable — renames it to TARGET. So after a failure TARGET is untou
 `*.dumont-partial` directory is by its name an incomplete restore (the next restore to the
 same TARGET removes it first). TARGET must not exist or be an empty directory.
 
-Objects are fetched with large GETs on a pool of `parallel` threads: a chunk object whole,
-a pack's needed members as few ranged GETs (neighbours coalesced, at most 16 MiB each). The
+Objects are fetched with large ranged GETs on a pool of `parallel` threads, each reading into
+its own reused buffer: a chunk object whole, a pack's needed members as few GETs (neighbours
+coalesced, at most 16 MiB each). The
 CPU work after a GET (authenticate, decompress, hash, write) runs on at most one thread per
 core, plus one, at a time, each holding a set of reused decode buffers: more would only
-contend for cores and the GIL, and fresh buffers cost page faults. Blobs are `pwrite`n at
-their offsets into files created at full size beforehand (a file made of one blob is created
-by its write), so no file is ever held whole in memory; memory is bounded by parallel x one
-GET. Modes and mtimes are applied after the data (writing changes mtimes), directories
-deepest first. Owners are not restored: files belong to whoever runs the restore.
+contend for cores and the GIL, and fresh buffers cost page faults. Decoding starts at once;
+writing waits only for the directories, which this thread creates meanwhile. Blobs are
+`pwrite`n at their offsets, and a file is created by the first write into it, so no file is
+ever held whole in memory; memory is bounded by parallel x one GET. A file made of one blob
+gets its mode and mtime through the descriptor its write opened; other files and directories
+get theirs after all data (writing changes mtimes), directories deepest first. Owners are not
+restored: files belong to whoever runs the restore.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
+import mmap
 import os
 import queue
 import shutil
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -47,16 +53,17 @@ DIRECT_ALIGN = 4096  # O_DIRECT wants buffer, offset and length aligned to the l
 class Destination(NamedTuple):
     path: str  # relative to the snapshot root
     offset: int
-    creates: bool  # the file's only blob: the write creates the file
+    only: bool  # the file's only blob: its write also applies the file's mode and mtime
+    mode: int
+    mtime_ns: int
 
 
 class Fetch(NamedTuple):
-    """One GET: an object (or a range of it) and the blobs it contains."""
+    """One GET: a range of an object and the blobs it contains."""
 
     object: str
     start: int
     length: int
-    whole: bool
     blobs: list  # (blob id, BlobRef)
 
 
@@ -84,8 +91,16 @@ def snapshot_restore(repo: Repository, snapshot_id: str, target: str, *,
     target = os.path.abspath(target)
     partial = _prepare_partial(target)
     gets_before, bytes_before = repo.storage.traffic.gets, repo.storage.traffic.bytes_got
-    objects = _fetch_all(repo, manifest, BlobWriter(partial), progress, phase="restore",
-                         prepare=lambda: _create_tree(partial, manifest))
+    writer = BlobWriter(partial)
+
+    def prepare() -> None:
+        try:
+            _create_directories(partial, manifest)
+        finally:
+            writer.open_for_writes()  # even after a failure, so that no worker waits forever
+        _create_links_and_empty_files(partial, manifest)
+
+    objects = _fetch_all(repo, manifest, writer, progress, phase="restore", prepare=prepare)
     _apply_metadata(partial, manifest)
     os.sync()  # one flush for the whole tree instead of a fsync per file
     if os.path.isdir(target):
@@ -120,27 +135,25 @@ def _prepare_partial(target: str) -> str:
     return partial
 
 
-def _create_tree(partial: str, manifest: Manifest) -> None:
-    """Directories, symlinks, and every file of other than one blob at its final size, before
-    any data arrives."""
-    for entry in manifest.entries:
-        path = os.path.join(partial, entry.path)
+def _create_directories(partial: str, manifest: Manifest) -> None:
+    for entry in manifest.entries:  # parents before children
         if entry.kind == DIR and entry.path:
-            os.mkdir(path, 0o700)
-        elif entry.kind == SYMLINK:
-            os.symlink(entry.target, path)
-        elif entry.kind == FILE and len(entry.blobs) != 1:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.ftruncate(fd, entry.size)
-            finally:
-                os.close(fd)
+            os.mkdir(os.path.join(partial, entry.path), 0o700)
+
+
+def _create_links_and_empty_files(partial: str, manifest: Manifest) -> None:
+    """What no blob write creates. Every other file is created by the first write into it."""
+    for entry in manifest.entries:
+        if entry.kind == SYMLINK:
+            os.symlink(entry.target, os.path.join(partial, entry.path))
+        elif entry.kind == FILE and not entry.blobs:
+            os.close(os.open(os.path.join(partial, entry.path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _apply_metadata(partial: str, manifest: Manifest) -> None:
     for entry in manifest.entries:
         path = os.path.join(partial, entry.path)
-        if entry.kind == FILE:
+        if entry.kind == FILE and len(entry.blobs) != 1:  # a one-blob file got them at its write
             os.chmod(path, entry.mode)
             os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns))
         elif entry.kind == SYMLINK:
@@ -166,21 +179,30 @@ class BlobWriter:
     def __init__(self, root: str):
         self._root = root
         self._direct = hasattr(os, "O_DIRECT")
+        self._writable = threading.Event()  # set once the directories exist
+
+    def open_for_writes(self) -> None:
+        self._writable.set()
 
     def __call__(self, blob_id: str, data, destinations: list, buffers: codec.DecodeBuffers) -> None:
+        if not self._writable.is_set():
+            self._writable.wait()
         for destination in destinations:
-            self.write(os.path.join(self._root, destination.path), data, destination.offset,
-                       creates=destination.creates, buffers=buffers)
+            self.write(os.path.join(self._root, destination.path), data, destination, buffers)
 
-    def write(self, path: str, data, offset: int, *, creates: bool, buffers: codec.DecodeBuffers) -> None:
-        view = memoryview(data)
-        fd = os.open(path, os.O_WRONLY | (os.O_CREAT | os.O_EXCL if creates else 0), 0o600)
+    def write(self, path: str, data, destination: Destination, buffers: codec.DecodeBuffers) -> None:
+        view, offset = memoryview(data), destination.offset
+        # A one-blob file is new (O_EXCL); blobs of a larger file arrive in any order.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if destination.only else 0), 0o600)
         try:
             aligned = len(view) - len(view) % DIRECT_ALIGN
             if self._direct and aligned >= DIRECT_MIN and offset % DIRECT_ALIGN == 0:
                 if self._write_direct(fd, _page_aligned(view[:aligned], buffers), offset):
                     view, offset = view[aligned:], offset + aligned
             _pwrite(fd, view, offset)
+            if destination.only:
+                os.fchmod(fd, destination.mode)
+                os.utime(fd, ns=(destination.mtime_ns, destination.mtime_ns))
         finally:
             os.close(fd)
 
@@ -200,12 +222,16 @@ class BlobWriter:
 
 
 def _page_aligned(view: memoryview, buffers: codec.DecodeBuffers) -> memoryview:
-    """`view` itself when it is what decode put at the start of the buffers' map, else a copy there."""
-    if view.obj is buffers.out:
+    """`view` itself when decode left it on a page boundary of the buffers, else a copy there."""
+    if (view.obj is buffers.out or buffers.holds(view)) and _address(view) % DIRECT_ALIGN == 0:
         return view
     out = buffers.output(len(view))
     out[: len(view)] = view
     return memoryview(out)[: len(view)]
+
+
+def _address(view: memoryview) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(view))
 
 
 def _pwrite(fd: int, view: memoryview, offset: int) -> None:
@@ -225,8 +251,8 @@ def _sync_directory(path: str) -> None:
 def _fetch_all(repo: Repository, manifest: Manifest, sink: Sink, callback: Callback | None, *, phase: str,
                prepare: Callable[[], None] | None = None) -> int:
     """Fetch, check and hand every blob to `sink`; the number of objects read. `prepare` (the
-    restore's tree) runs in this thread while the first GETs are in flight: the decode buffers
-    are handed out only once it has returned, so no blob is written before."""
+    restore's tree) runs in this thread while the first blobs are fetched and decoded (the
+    sink waits for what it needs of it)."""
     destinations = _destinations(manifest)
     fetches = _plan_fetches(manifest, destinations)
     files = [entry for entry in manifest.entries if entry.kind == FILE]
@@ -237,15 +263,13 @@ def _fetch_all(repo: Repository, manifest: Manifest, sink: Sink, callback: Callb
     def fetch(job: Fetch) -> None:
         _fetch_one(repo, job, destinations, sink, progress, decoders)
 
+    for _ in range(_decoder_count(repo.parallel)):
+        decoders.put(codec.DecodeBuffers())
     pool = ThreadPoolExecutor(max_workers=repo.parallel, thread_name_prefix=phase)
     try:
         futures = [pool.submit(fetch, job) for job in fetches]
-        try:
-            if prepare is not None:
-                prepare()
-        finally:  # even after a failure, so that no worker waits for buffers forever
-            for _ in range(_decoder_count(repo.parallel)):
-                decoders.put(codec.DecodeBuffers())
+        if prepare is not None:
+            prepare()
         for future in futures:
             future.result()  # the first failure stops the run; the rest are cancelled below
     finally:
@@ -267,7 +291,7 @@ def _destinations(manifest: Manifest) -> dict:
             continue
         offset = 0
         for blob_id in entry.blobs:
-            places[blob_id].append(Destination(entry.path, offset, creates=len(entry.blobs) == 1))
+            places[blob_id].append(Destination(entry.path, offset, len(entry.blobs) == 1, entry.mode, entry.mtime_ns))
             offset += manifest.blobs[blob_id].raw_size
     return places
 
@@ -303,20 +327,21 @@ def _coalesce(name: str, members: list) -> list:
 def _job(name: str, group: list) -> Fetch:
     start = group[0][1].offset
     end = group[-1][1].offset + group[-1][1].length
-    whole = name.startswith("data/")  # a chunk object is exactly one blob
-    return Fetch(name, start, end - start, whole, group)
+    return Fetch(name, start, end - start, group)
 
 
 def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, progress: Progress,
                decoders: queue.Queue) -> None:
     try:
-        body = repo.storage.get(job.object) if job.whole else repo.storage.get(job.object, job.start, job.length)
+        # Ranged even for a whole chunk object: its length is known, so the body goes straight
+        # into this thread's reused buffer (a longer object's extra bytes are not read at all).
+        body = repo.storage.get(job.object, job.start, job.length, into=_get_buffer(job.length))
     except ObjectMissing as exc:
         raise ObjectMissing(exc.key, _needed_by(job, destinations)) from None
     if len(body) < job.length:
         raise ObjectCorrupt(repo.storage.key(job.object), f"{len(body)} bytes where {job.length} were expected",
                             _needed_by(job, destinations))
-    view = memoryview(body)
+    view = body
     buffers = decoders.get()  # waits while every core is busy decoding
     try:
         with codec.decoding_into(buffers):
@@ -329,6 +354,17 @@ def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, pro
                 progress.advance(nbytes=len(data) * len(places))
     finally:
         decoders.put(buffers)
+
+
+_fetcher = threading.local()
+
+
+def _get_buffer(size: int) -> mmap.mmap:
+    """This fetch thread's GET buffer, reused: a fresh one per GET costs page faults."""
+    buffer = getattr(_fetcher, "buffer", None)
+    if buffer is None or len(buffer) < size:
+        buffer = _fetcher.buffer = mmap.mmap(-1, max(size, 1))
+    return buffer
 
 
 def _needed_by(job: Fetch, destinations: dict) -> str:

@@ -75,8 +75,8 @@ def _extras_requirements() -> list[str]:
 
 def dependency_wheels() -> list[Path]:
     """Wheels of everything the agent's extras need (NVML bindings, the snapshot engine's
-    boto3/zstandard/cryptography), for machines that cannot reach a package index: downloaded
-    once for this Python, cached under var/, and uploaded with the agent (~27 MB)."""
+    zstandard/cryptography), for machines that cannot reach a package index: downloaded once
+    for this Python, cached under var/, and uploaded with the agent (~28 MB, numpy most of it)."""
     requirements = _extras_requirements()
     tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
     key = hashlib.sha256("\n".join([tag, *requirements]).encode()).hexdigest()[:16]

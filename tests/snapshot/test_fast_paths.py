@@ -1,0 +1,149 @@
+"""The engine's fast paths give the same bytes as the plain ones: chunk reads with O_DIRECT
+and without; restores that decrypt in place and set a one-blob file's
+metadata through its descriptor; blob ids by BLAKE3 in new repositories and by sha256 in
+repositories written before."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from agent.snapshot import ConfigError, Repository, snapshot_create, snapshot_restore
+from agent.snapshot import create as create_module
+from agent.snapshot.repo import CONFIG
+
+from .trees import describe
+
+MiB = 1024 * 1024
+
+
+def _write(path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@pytest.fixture
+def chunk_file(tmp_path):
+    data = os.urandom(2 * 4 * MiB + 12345)  # two whole chunks and a tail
+    path = tmp_path / "chunks.bin"
+    _write(path, data)
+    return path, data
+
+
+def _read_all(reader, path, size) -> bytes:
+    out = bytearray()
+    for offset in range(0, size, 4 * MiB):
+        out += reader.read(str(path), offset, 4 * MiB)
+    return bytes(out)
+
+
+def test_chunk_reader_reads_chunks_with_o_direct_even_fresh_writes(tmp_path, monkeypatch):
+    data = os.urandom(2 * 4 * MiB + 12345)  # two whole chunks and a tail
+    path = tmp_path / "chunks.bin"
+    path.write_bytes(data[:5 * MiB])
+    with open(path, "r+b") as handle:  # dirty pages the kernel has not written back yet
+        handle.seek(5 * MiB)
+        handle.write(data[5 * MiB:])
+    reader = create_module.ChunkReader()
+    direct = []
+    real = reader._read_direct
+    monkeypatch.setattr(reader, "_read_direct", lambda *args: direct.append(args[2]) or real(*args))
+
+    assert _read_all(reader, path, len(data)) == data
+    assert direct == [0, 4 * MiB, 8 * MiB]
+    assert reader._direct  # ext4 or xfs under the test's tmp_path: O_DIRECT works
+
+
+def test_chunk_reader_falls_back_to_plain_reads_where_o_direct_is_refused(chunk_file, monkeypatch):
+    path, data = chunk_file
+    real_open = os.open
+
+    def refuse_direct(file, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(22, "Invalid argument")  # what tmpfs answers
+        return real_open(file, flags, *args)
+
+    monkeypatch.setattr(create_module.os, "open", refuse_direct)
+    reader = create_module.ChunkReader()
+    assert _read_all(reader, path, len(data)) == data
+    assert not reader._direct
+
+
+def test_a_restore_sets_modes_and_mtimes_of_one_blob_and_many_blob_files(repo, tmp_path):
+    source = tmp_path / "workspace"
+    source.mkdir()
+    _write(source / "one-chunk.bin", os.urandom(2 * MiB + 5))  # stored raw: decrypted in place, written direct
+    _write(source / "three-chunks.bin", os.urandom(9 * MiB))
+    _write(source / "small.txt", b"small\n")
+    for index, name in enumerate(("one-chunk.bin", "three-chunks.bin", "small.txt")):
+        os.chmod(source / name, 0o444)
+        os.utime(source / name, ns=(1_600_000_000_000_000_000 + index, 1_600_000_000_000_000_000 + index))
+    before = describe(source)
+
+    created = snapshot_create(repo, str(source))
+    snapshot_restore(repo, created.id, str(tmp_path / "restored"))
+
+    assert describe(tmp_path / "restored") == before
+
+
+def test_a_new_repository_names_blobs_by_blake3(repo, tmp_path):
+    pytest.importorskip("blake3")
+    source = tmp_path / "workspace"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"hello blake3\n")
+
+    created = snapshot_create(repo, str(source))
+
+    assert json.loads(repo.get_document(CONFIG))["hash"] == "blake3"
+    import blake3
+
+    manifest = repo.load_manifest(created.id)
+    assert manifest.files()["a.txt"].blobs == [blake3.blake3(b"hello blake3\n").hexdigest()]
+
+
+def test_a_repository_written_before_blake3_keeps_sha256_and_deduplicates(snapshot_config, tmp_path):
+    repo = Repository(snapshot_config)
+    repo.put_document(CONFIG, json.dumps({"format": 1, "created": 0}).encode())  # an older agent's config
+    source = tmp_path / "workspace"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"hello sha256\n")
+    _write(source / "big.bin", os.urandom(5 * MiB))
+
+    first = snapshot_create(repo, str(source))
+    second = snapshot_create(Repository(snapshot_config), str(source), use_parent=False)  # re-read, re-hashed
+    snapshot_restore(Repository(snapshot_config), second.id, str(tmp_path / "restored"))
+
+    manifest = repo.load_manifest(first.id)
+    assert manifest.files()["a.txt"].blobs == [hashlib.sha256(b"hello sha256\n").hexdigest()]
+    assert second.new_blobs == 0  # the same ids as the first time: nothing uploaded again
+    assert describe(tmp_path / "restored") == describe(source)
+
+
+def test_a_repository_naming_an_unknown_hash_is_refused_with_its_name(snapshot_config, tmp_path):
+    repo = Repository(snapshot_config)
+    repo.put_document(CONFIG, json.dumps({"format": 1, "hash": "md7"}).encode())
+    source = tmp_path / "workspace"
+    source.mkdir()
+
+    with pytest.raises(ConfigError, match="'md7'"):
+        snapshot_create(repo, str(source))
+
+
+def test_snapshot_progress_ends_with_the_real_totals(repo, tmp_path):
+    source = tmp_path / "workspace"
+    source.mkdir()
+    for index in range(30):
+        (source / f"f{index}.txt").write_bytes(os.urandom(1000))
+    snapshot_create(repo, str(source))
+    (source / "new.bin").write_bytes(os.urandom(3000))
+    reports: list = []
+
+    snapshot_create(repo, str(source), progress=reports.append)
+
+    assert reports[-1]["total_files"] == reports[-1]["files"] == 31
+    assert reports[-1]["total_bytes"] == reports[-1]["bytes"] == 33_000
