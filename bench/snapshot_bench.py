@@ -1,13 +1,15 @@
 """Snapshot engine benchmark: Dumont's engine against restic, same workspace, same S3 server.
 
-    .venv/bin/python bench/snapshot_bench.py [--size 1G] [--rounds 3] [--own-s3]
+    .venv/bin/python bench/snapshot_bench.py [--size 1G] [--rounds 3] [--own-s3] [--drop all] [--ours cli]
     make bench-snapshot ARGS="--size 7G"          (installs Debian's restic when missing)
 
 Builds a GPU-like workspace of `--size` bytes in a scratch directory: 6/7 bf16 weights with a
 trained-like spread (normal(0, 0.02) truncated to bf16) in `*.safetensors` shards, 1/7 copies
 of this venv's site-packages (many small files). Then, against one SeaweedFS (the one answering
 on 127.0.0.1:8333, else, or with --own-s3, a `weed mini` started here on free ports and stopped
-at the end), runs and times, page cache dropped before each phase when the kernel allows it:
+at the end), runs and times, caches dropped before each phase when the kernel allows it (the
+page cache: file data and directory blocks come from the disk; with --drop all also the cached
+inodes and names, as right after a reboot, which a machine that has been running does not see):
 
   ours    full snapshot, incremental snapshot after a 1% change, restore: by default in one
           long-lived process that has imported the engine, as the agent runs its commands
@@ -84,6 +86,9 @@ def parse_args():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--ours", choices=("agent", "cli"), default="agent",
                         help="run our engine in one warm process, as the agent does (default), or a CLI process per phase")
+    parser.add_argument("--drop", choices=tuple(DROPS), default="pagecache",
+                        help="before each phase drop the page cache (file data, directory blocks: default), or "
+                             "all: also the kernel's cached inodes and names, as after a reboot")
     parser.add_argument("--engine-worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -396,11 +401,14 @@ def connect_s3(scratch: Path, *, own: bool) -> S3:
 # --- the tools --------------------------------------------------------------------------------
 
 
-def drop_caches() -> bool:
+DROPS = {"pagecache": "1", "all": "3"}  # /proc/sys/vm/drop_caches values
+
+
+def drop_caches(what: str = "pagecache") -> bool:
     os.sync()
     try:
         with open("/proc/sys/vm/drop_caches", "w") as control:
-            control.write("3\n")
+            control.write(DROPS[what] + "\n")
         return True
     except OSError:
         return False
@@ -568,7 +576,8 @@ def main() -> None:
         ours = Ours(s3, run_prefix + "ours/", args.parallel, args.ours)
         restic = Restic(s3, run_prefix + "restic", args.parallel, scratch / "restic-cache")
         try:
-            results = measure(ours, restic, s3, workspace, scratch, shape, random.Random(args.seed), args.rounds)
+            results = measure(ours, restic, s3, workspace, scratch, shape, random.Random(args.seed), args.rounds,
+                          args.drop)
         finally:
             ours.close()
         stored = {tool: s3.stored_bytes(f"{run_prefix}{tool}/") for tool in ("ours", "restic")}
@@ -582,11 +591,11 @@ def main() -> None:
 
 
 def measure(ours: Ours, restic: Restic, s3: S3, workspace: Path, scratch: Path, shape: dict, rng: random.Random,
-            rounds: int) -> dict:
+            rounds: int, drop: str) -> dict:
     results: dict = {"page_cache_dropped": [], "ours_restore": [], "restic_restore": []}
 
     def phase(name: str, run) -> Timing:
-        results["page_cache_dropped"].append(drop_caches())
+        results["page_cache_dropped"].append(drop_caches(drop))
         server_before = s3.cpu_s()
         timing = run()
         if server_before is not None:
@@ -636,6 +645,8 @@ def report(args, version: str, shape: dict, results: dict, stored: dict) -> None
     }
     dropped = results["page_cache_dropped"]
     drops = "yes" if all(dropped) else ("no (not permitted)" if not any(dropped) else "partly")
+    if all(dropped):
+        drops += " (and cached inodes and names)" if args.drop == "all" else " (cached inodes and names kept)"
     how = "one warm process, as the agent" if args.ours == "agent" else "a CLI process per phase"
     print(f"\n{os.cpu_count()} CPUs (load average {os.getloadavg()[1]:.1f} over the last 5 min); workspace "
           f"{size / 1e6:.0f} MB in {shape['files']} files; ours runs in {how}, parallel {args.parallel}; restic -o "
@@ -667,7 +678,8 @@ def report(args, version: str, shape: dict, results: dict, stored: dict) -> None
     print(json.dumps({
         "cpus": os.cpu_count(), "workspace": shape, "ours_mode": args.ours, "parallel": args.parallel,
         "rounds": args.rounds,
-        "change": change, "page_cache_dropped": all(dropped), "restic_version": version.split()[1],
+        "change": change, "page_cache_dropped": all(dropped), "dropped": args.drop,
+        "restic_version": version.split()[1],
         **{tool: {**{phase: _timing_json(timing) for phase, timing in phases[tool].items()},
                   "restores_s": [round(timing.seconds, 3) for timing in results[f"{tool}_restore"]],
                   "stored_bytes": stored[tool][1], "objects": stored[tool][0]}

@@ -1,15 +1,19 @@
 """Creating a snapshot: scan, chunk, deduplicate, compress, seal, upload — then the manifest.
 
-Large files are cut into fixed 4 MiB chunks, each stored as its own object. Files up to
-1 MiB are one blob each, bundled into ~16 MiB packs. A blob is identified by the hash of its
+Large files are cut into fixed 1 MiB chunks, read 8 at a time; the new chunks of such a read
+are stored together in one object. Files up to 1 MiB are one blob each, bundled into ~8 MiB
+packs shared by all small files. Small chunks make an incremental snapshot upload little more
+than what changed; objects of up to 8 MiB of one file's region (and 8 MiB packs) keep objects
+and requests few (a restore GETs each whole), and let a deleted or rewritten large file free
+whole objects. (An object stays whole while any of its blobs is in use: gc.py.) A blob is identified by the hash of its
 plaintext (BLAKE3; sha256 in older repositories: repo.py); one already stored (by the newest
 snapshots) or already being stored by this run is never uploaded again. Files whose size and mtime match the parent snapshot are not
 even read. Fixed-size chunks re-upload everything after an insertion in the middle of a large
 file; content-defined chunking would fix that and is a later improvement.
 
 Work runs on a pool of `parallel` threads; hashing, zstd, AES-GCM and socket I/O release the
-GIL. At most 2 x parallel work items are queued, so memory stays bounded. A chunk is read with
-O_DIRECT into its thread's reused, page-aligned buffer (ChunkReader).
+GIL. At most 2 x parallel work items are queued, so memory stays bounded (each thread reuses
+one 8 MiB read buffer). Chunks are read with O_DIRECT (ChunkReader).
 
 A snapshot holds a shared repository lock (locks.py) from before it reads which blobs are
 stored until its manifest is written, and checks that the lock is still its own right before
@@ -37,9 +41,10 @@ from .progress import Callback, Progress
 from .repo import Repository, new_snapshot_id
 
 MiB = 1024 * 1024
-CHUNK_SIZE = 4 * MiB
-SMALL_FILE_MAX = 1 * MiB  # files up to this size are packed
-PACK_TARGET = 16 * MiB
+CHUNK_SIZE = 1 * MiB  # a 1 MiB change in a large file uploads 1 to 2 MiB
+CHUNKS_PER_READ = 8  # a large file is read 8 MiB at a time
+SMALL_FILE_MAX = 1 * MiB  # files up to this size are one blob
+PACK_TARGET = 8 * MiB  # small enough that the last pack's upload ends a snapshot soon
 SMALL_BATCH_BYTES = 4 * MiB  # small files read by one work item
 SMALL_BATCH_FILES = 256
 LOCK_WAIT_S = 10 * 60  # how long a snapshot waits for a running gc or forget to finish
@@ -160,8 +165,8 @@ class BlobTable:
 
 
 class Packer:
-    """Bundles small blobs into pack objects. Sealing happens under the lock because a
-    member's associated data names its pack; small blobs make that lock cheap."""
+    """Bundles blobs into pack objects. Sealing happens under the lock because a member's
+    associated data names its pack; blobs of at most 1 MiB (AES-GCM: ~0.1 ms) keep it cheap."""
 
     def __init__(self, repo: Repository, table: BlobTable):
         self._repo = repo
@@ -194,8 +199,12 @@ class Packer:
 
     @staticmethod
     def _fresh() -> tuple:
-        random = os.urandom(16).hex()
-        return f"packs/{random[:2]}/{random}", [], 0
+        return new_pack_name(), [], 0
+
+
+def new_pack_name() -> str:
+    random = os.urandom(16).hex()
+    return f"packs/{random[:2]}/{random}"
 
 
 class Snapshotter:
@@ -219,13 +228,15 @@ class Snapshotter:
                                  total_files=estimate.get("files", 0), phase="snapshot")
         entries: list = []
         skipped: list = []
+        scan_started_ns = time.time_ns()
         try:
-            reused = self._store_files(source, walk_tree(source, skipped), entries, parent)
+            reused = self._store_files(source, walk_tree(source, skipped, parent), entries, parent)
             self.packer.flush()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
         files = [entry for entry in entries if entry.kind == FILE]
         manifest = self._manifest(source, entries, parent)
+        manifest.scan_started_ns = scan_started_ns
         manifest.stats = {
             "files": len(files), "dirs": _count(entries, "dir"), "symlinks": _count(entries, "symlink"),
             "skipped": len(skipped), "bytes": sum(f.size for f in files), "reused_files": reused,
@@ -260,7 +271,7 @@ class Snapshotter:
                 continue
             files += 1
             total_bytes += entry.size
-            if self._reuse_unchanged(entry, parent_files.get(entry.path)):
+            if self._reuse_unchanged(entry, parent_files.get(entry.path), parent):
                 reused += 1
                 reused_bytes += entry.size
                 if reused % 1000 == 0:  # progress in steps: an unchanged file costs next to nothing
@@ -280,10 +291,12 @@ class Snapshotter:
         self._wait_all()
         return reused
 
-    def _reuse_unchanged(self, entry: Entry, before: Entry | None) -> bool:
+    def _reuse_unchanged(self, entry: Entry, before: Entry | None, parent: Manifest | None) -> bool:
+        """Same size and mtime as in the parent, that mtime settled before the parent's scan
+        (Manifest.settled_before), and every blob still stored: the file is not read again."""
         if before is None or before.size != entry.size or before.mtime_ns != entry.mtime_ns:
             return False
-        if not self.table.has_all(before.blobs):
+        if not parent.settled_before(before) or not self.table.has_all(before.blobs):
             return False
         entry.blobs = list(before.blobs)
         return True
@@ -291,20 +304,35 @@ class Snapshotter:
     def _submit_chunks(self, source: str, entry: Entry) -> None:
         count = -(-entry.size // CHUNK_SIZE)
         entry.blobs = [None] * count
-        for index in range(count):
-            self._submit(self._store_chunk, source, entry, index)
+        for first in range(0, count, CHUNKS_PER_READ):
+            self._submit(self._store_chunks, source, entry, first)
 
-    def _store_chunk(self, source: str, entry: Entry, index: int) -> None:
-        data = self._reader.read(os.path.join(source, entry.path), index * CHUNK_SIZE, CHUNK_SIZE)
-        blob_id = self.repo.blob_id(data)
-        if self.table.claim(blob_id):
-            encoded = codec.encode(data, level=self.level, tensor=codec.is_tensor_file(entry.path))
-            name = self.repo.chunk_object(blob_id)
-            sealed = self.repo.seal_blob(name, blob_id, encoded)
-            self.repo.storage.put(name, sealed)
-            self.table.record(blob_id, BlobRef(name, 0, len(sealed), len(data)))
-        entry.blobs[index] = blob_id
-        self.progress.advance(nbytes=len(data), files=1 if index == len(entry.blobs) - 1 else 0)
+    def _store_chunks(self, source: str, entry: Entry, first: int) -> None:
+        """Up to CHUNKS_PER_READ chunks of a large file, from one read; the new ones go into one
+        object of their own, so that a region of a file lives and dies with that file."""
+        data = self._reader.read(os.path.join(source, entry.path), first * CHUNK_SIZE, CHUNKS_PER_READ * CHUNK_SIZE)
+        tensor = codec.is_tensor_file(entry.path)
+        new: list = []
+        for index, start in enumerate(range(0, len(data), CHUNK_SIZE), start=first):
+            if index >= len(entry.blobs):
+                break  # the file grew since the scan: what the scan saw is what is stored
+            chunk = data[start : start + CHUNK_SIZE]
+            blob_id = self.repo.blob_id(chunk)
+            if self.table.claim(blob_id):
+                new.append((blob_id, codec.encode(chunk, level=self.level, tensor=tensor), len(chunk)))
+            entry.blobs[index] = blob_id
+        if new:
+            name, parts, refs, offset = new_pack_name(), [], [], 0
+            for blob_id, encoded, raw_size in new:
+                sealed = self.repo.seal_blob(name, blob_id, encoded)
+                parts.append(sealed)
+                refs.append((blob_id, BlobRef(name, offset, len(sealed), raw_size)))
+                offset += len(sealed)
+            self.repo.storage.put(name, b"".join(parts))
+            for blob_id, ref in refs:
+                self.table.record(blob_id, ref)
+        last = first + CHUNKS_PER_READ >= len(entry.blobs)
+        self.progress.advance(nbytes=len(data), files=1 if last else 0)
 
     def _store_small_files(self, source: str, entries: list) -> None:
         for entry in entries:
@@ -336,6 +364,9 @@ class Snapshotter:
         self._futures = []
 
     def _manifest(self, source: str, entries: list, parent: Manifest | None) -> Manifest:
+        for entry in entries:
+            if entry.kind == FILE and None in entry.blobs:
+                entry.blobs = [blob_id for blob_id in entry.blobs if blob_id is not None]  # it shrank meanwhile
         used = {blob_id for entry in entries if entry.kind == FILE for blob_id in entry.blobs}
         blobs = self.table.refs_for(sorted(used))
         for entry in entries:

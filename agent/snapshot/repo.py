@@ -5,8 +5,10 @@ Object names (relative to the prefix):
                          first, so a wrong key is reported as such before anything else is
                          read; "hash" names the function of blob ids (sha256 where missing:
                          repositories written before BLAKE3)
-  data/NN/NAME           one large-file chunk; NAME = HMAC(name key, blob id)
-  packs/NN/RANDOM        small files' blobs, each sealed on its own, back to back (~16 MiB)
+  data/NN/NAME           one 4 MiB chunk of a large file, as written before chunks were
+                         packed (still read; NAME = HMAC(name key, blob id))
+  packs/NN/RANDOM        blobs (small files, 1 MiB chunks of large ones), each sealed on its
+                         own, back to back (~8 MiB)
   snapshots/ID           one manifest per snapshot; IDs sort by creation time
   locks/RANDOM           sealed JSON: a process at work on the repository (locks.py)
 Every blob (chunk or pack member) is sealed with "OBJECT#BLOBID" as associated data;
@@ -72,10 +74,6 @@ class Repository:
         return self.config.storage.parallel
 
     # --- blobs ------------------------------------------------------------------------------
-
-    def chunk_object(self, blob_id: str) -> str:
-        name = self.sealer.object_name(bytes.fromhex(blob_id))
-        return f"data/{name[:2]}/{name}"
 
     def seal_blob(self, object_name: str, blob_id: str, encoded: bytes) -> bytes:
         return self.sealer.seal(f"{object_name}#{blob_id}", encoded)

@@ -369,5 +369,5 @@ def _get_buffer(size: int) -> mmap.mmap:
 
 def _needed_by(job: Fetch, destinations: dict) -> str:
     paths = sorted({place.path for blob_id, _ in job.blobs for place in destinations[blob_id]})
-    more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
-    return f"{paths[0]}{more}"
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    return ", ".join(paths[:3]) + more

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 
 from agent.snapshot import snapshot_create, snapshot_restore
@@ -18,6 +19,9 @@ def _workspace(root: Path) -> Path:
     (root / "model.bin").write_bytes(rng.randbytes(16 * 1024 * KiB))
     for number in range(100):
         (root / "files" / f"{number:03}.dat").write_bytes(rng.randbytes(160 * KiB))
+    an_hour_ago = time.time() - 3600  # at rest: written well before any snapshot of it
+    for path in [root / "model.bin", *(root / "files").iterdir()]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
     return root
 
 

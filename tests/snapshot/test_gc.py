@@ -30,7 +30,7 @@ from .trees import describe
 KiB, MiB = 1024, 1024 * 1024
 ROOT = Path(__file__).resolve().parents[2]
 _rng = random.Random(11)
-BIG = {name: _rng.randbytes(3 * MiB // 2) for name in ("big1", "big2", "big3")}  # one chunk object each
+BIG = {name: _rng.randbytes(3 * MiB // 2) for name in ("big1", "big2", "big3")}  # two chunks in one object each
 SMALL = {name: _rng.randbytes(20 * KiB) for name in ("a", "b", "c", "d")}  # packed
 
 
@@ -281,7 +281,7 @@ def test_snapshot_that_waited_for_gc_reads_what_is_stored_only_after_gc(repo, hi
         repo.storage.delete_many([f"snapshots/{ids['A']}", *set(doomed)])
     snapshot.join(60)
 
-    assert outcome["result"].new_blobs == 4  # big1, big3, a, b stored again; d is still in B's pack
+    assert outcome["result"].new_blobs == 6  # big1 and big3 (two chunks each), a, b stored again; d is in B's pack
     _assert_restores(repo, outcome["result"].id, trees["C"], tmp_path / "restored-C")
 
 

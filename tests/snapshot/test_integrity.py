@@ -22,16 +22,17 @@ def _workspace(tmp_path):
 
 
 def _chunk_of_model(repo, snapshot_id):
+    """The object holding model.bin's fifth 1 MiB chunk (offset 4 MiB), and where in it."""
     manifest = repo.load_manifest(snapshot_id)
-    model = manifest.files()["model.bin"]
-    return manifest.blobs[model.blobs[1]].object  # the second chunk: offset 4 MiB
+    ref = manifest.blobs[manifest.files()["model.bin"].blobs[4]]
+    return ref.object, ref
 
 
 def test_corrupted_object_names_the_file_and_the_object_and_leaves_target_untouched(repo, tmp_path):
     created = snapshot_create(repo, str(_workspace(tmp_path)))
-    name = _chunk_of_model(repo, created.id)
+    name, ref = _chunk_of_model(repo, created.id)
     body = bytearray(repo.storage.get(name))
-    body[len(body) // 2] ^= 0x01
+    body[ref.offset + ref.length // 2] ^= 0x01  # one bit inside that chunk
     repo.storage.put(name, bytes(body))
     target = tmp_path / "restored"
 
@@ -48,7 +49,7 @@ def test_corrupted_object_names_the_file_and_the_object_and_leaves_target_untouc
 
 def test_missing_object_names_the_file_and_the_object(repo, tmp_path):
     created = snapshot_create(repo, str(_workspace(tmp_path)))
-    name = _chunk_of_model(repo, created.id)
+    name, _ref = _chunk_of_model(repo, created.id)
     repo.storage.delete(name)
 
     with pytest.raises(ObjectMissing) as failure:
@@ -70,10 +71,14 @@ def test_missing_pack_names_the_small_file(repo, tmp_path):
 
 
 def test_object_swapped_under_another_name_is_corrupt_not_read(repo, tmp_path):
-    created = snapshot_create(repo, str(_workspace(tmp_path)))
+    source = _workspace(tmp_path)
+    (source / "model.bin").write_bytes(random.Random(2).randbytes(12 * 1024 * 1024))
+    created = snapshot_create(repo, str(source))
     manifest = repo.load_manifest(created.id)
-    first, second = (manifest.blobs[blob_id].object for blob_id in manifest.files()["model.bin"].blobs)
-    repo.storage.put(second, repo.storage.get(first))
+    blobs = manifest.files()["model.bin"].blobs  # twelve 1 MiB chunks: 8 in one object, 4 in another
+    first, second = manifest.blobs[blobs[0]].object, manifest.blobs[blobs[8]].object
+    assert first != second
+    repo.storage.put(second, repo.storage.get(first))  # sealed blobs, every one valid, under the wrong name
 
     with pytest.raises(ObjectCorrupt, match="authentication failed"):
         snapshot_restore(repo, created.id, str(tmp_path / "restored"))
@@ -81,7 +86,7 @@ def test_object_swapped_under_another_name_is_corrupt_not_read(repo, tmp_path):
 
 def test_a_retry_after_a_failed_restore_replaces_the_partial_tree(repo, tmp_path):
     created = snapshot_create(repo, str(_workspace(tmp_path)))
-    name = _chunk_of_model(repo, created.id)
+    name, _ref = _chunk_of_model(repo, created.id)
     good = repo.storage.get(name)
     repo.storage.delete(name)
     with pytest.raises(ObjectMissing):

@@ -29,11 +29,17 @@ def test_small_files_are_packed_and_large_files_chunked(repo, tmp_path):
     source = every_kind_tree(tmp_path / "workspace")
     snapshot_create(repo, str(source))
 
-    names = [name for name, _size in repo.storage.list("")]
-    packs = [name for name in names if name.startswith("packs/")]
-    chunks = [name for name in names if name.startswith("data/")]
-    assert len(packs) == 1  # five small non-empty files, one object
-    assert len(chunks) == 2 + 3  # 2.5 MiB of weights and 9 MiB of big.bin in 4 MiB chunks
+    manifest = repo.load_manifest(repo.resolve("latest"))
+    files = manifest.files()
+    small = {manifest.blobs[blob_id].object for path, entry in files.items() for blob_id in entry.blobs
+             if entry.size <= 1024 * 1024}
+    weights = [manifest.blobs[blob_id].object for blob_id in files["models/weights.safetensors"].blobs]
+    big = [manifest.blobs[blob_id].object for blob_id in files["models/big.bin"].blobs]
+    assert len(small) == 1  # five small non-empty files, one pack
+    assert len(weights) == 6 and len(set(weights)) == 1  # 5 MiB + 6 bytes: six 1 MiB chunks, one 8 MiB read
+    assert len(big) == 10 and len(set(big)) == 2  # 9 MiB: ten chunks, in one object per 8 MiB read
+    assert not small & set(weights + big)  # a large file's chunks are not mixed with other files
+    assert {name for name, _size in repo.storage.list("")} == {*small, *weights, *big, "config", f"snapshots/{manifest.id}"}
 
 
 def test_latest_names_the_newest_snapshot_and_verify_checks_every_object(repo, tmp_path):
@@ -46,7 +52,7 @@ def test_latest_names_the_newest_snapshot_and_verify_checks_every_object(repo, t
 
     assert (tmp_path / "restored" / "empty").read_bytes() == b"now filled"
     report = snapshot_verify(repo, second.id)
-    assert report["verified"] and report["objects"] == 5 + 2  # chunks, and the packs of both snapshots
+    assert report["verified"] and report["objects"] == 3 + 2  # the large files' objects, the packs of both snapshots
 
 
 def test_restore_refuses_a_non_empty_target_and_fills_an_empty_one(repo, tmp_path):

@@ -138,7 +138,8 @@ def test_a_snapshot_with_an_object_missing_from_storage_is_not_verified(api, run
     command = deliver(running)
     result = agent_snapshots(running, tmp_path, {"big.bin": bytes(range(256)) * 40000})
     repo = storage.repository(Workspace.objects.get(instance=running))
-    victim = next(name for name, _ in repo.storage.list("data/"))
+    manifest = repo.load_manifest(result.id)
+    victim = manifest.blobs[manifest.files()["big.bin"].blobs[0]].object
     repo.storage.delete(victim)
     finish(running, command, result)
     tasks.drain()
@@ -184,13 +185,15 @@ def test_delete_removes_the_manifest_then_the_record_then_gc_frees_its_data(api,
     kept = take_snapshot(api, running, tmp_path, tasks, {"kept": b"k" * 3000})
     doomed = take_snapshot(api, running, tmp_path, tasks, {"big": bytes(range(256)) * 20000})
     repo = storage.repository(Workspace.objects.get(instance=running))
-    assert [name for name, _ in repo.storage.list("data/")]  # the big file's chunks
+    manifest = repo.load_manifest(doomed.engine_id)
+    big = {manifest.blobs[blob_id].object for blob_id in manifest.files()["big"].blobs}  # its own objects
+    assert big <= {name for name, _ in repo.storage.list("packs/")}
     reply = api.delete(f"/api/v1/snapshots/{doomed.id}")
     assert reply.status_code == 202 and reply.json()["status"] == "deleting"
     assert tasks.drain() == ["snapshot_forget", "workspace_gc"]
     assert not Snapshot.objects.filter(pk=doomed.pk).exists()
     assert repo.snapshot_ids() == [kept.engine_id]
-    assert list(repo.storage.list("data/")) == []  # freed: no snapshot references them
+    assert not big & {name for name, _ in repo.storage.list("packs/")}  # freed: no snapshot references them
     jobs.verify(kept.pk)  # the kept one is whole
     assert Snapshot.objects.get(pk=kept.pk).verify_error == ""
 
