@@ -18,6 +18,7 @@ fraction of the speed, holding the GIL.
 from __future__ import annotations
 
 import mmap
+import os
 import threading
 from contextlib import contextmanager
 
@@ -31,6 +32,9 @@ def _numpy():
     """numpy, or None when it is not installed (optional: the same bytes, more slowly)."""
     global numpy
     if numpy is _NOT_LOADED:
+        # numpy's OpenBLAS starts a thread per core that spins for a while: CPU a restore
+        # needs, for linear algebra nothing here does. Set before the import, unless set.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         try:
             import numpy as module
         except ImportError:
@@ -40,6 +44,7 @@ def _numpy():
 
 RAW, ZSTD, ZSTD_BG2 = 0, 1, 2
 DEFAULT_LEVEL = 3
+BUFFERED_MIN = 256 * 1024  # smaller blobs are decoded into fresh memory: reused buffers pay off for large ones
 MIN_SAVING = 0.03  # keep a blob raw unless zstd saves at least 3%
 TENSOR_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -111,8 +116,8 @@ def buffers_in_use() -> DecodeBuffers | None:
 
 @contextmanager
 def decoding_into(buffers: DecodeBuffers):
-    """Within the block, decode() on this thread returns memoryviews into `buffers`
-    (repo.open_blob decodes for its caller, which chooses the memory this way)."""
+    """Within the block, repo.open_blob on this thread decodes blobs of at least BUFFERED_MIN
+    bytes into `buffers` (it decodes for its caller, which chooses the memory this way)."""
     _local.buffers = buffers
     try:
         yield buffers
@@ -120,14 +125,14 @@ def decoding_into(buffers: DecodeBuffers):
         _local.buffers = None
 
 
-def decode(blob, raw_size: int):
-    """The plaintext of an encoded blob (`raw_size` is its size, or a bound for documents)."""
+def decode(blob, raw_size: int, *, buffers: DecodeBuffers | None = None):
+    """The plaintext of an encoded blob (`raw_size` is its size, or a bound for documents):
+    a memoryview into `buffers` when given, else fresh bytes."""
     if not blob:
         raise CodecError("empty blob")
     codec, payload = blob[0], memoryview(blob)[1:]
     if codec not in (RAW, ZSTD, ZSTD_BG2):
         raise CodecError(f"unknown codec {codec}")
-    buffers = buffers_in_use()
     if buffers is None:
         return _decode_fresh(codec, payload, raw_size)
     if codec == RAW:

@@ -82,18 +82,21 @@ class Repository:
         """The id of a blob with plaintext `data` (the repository must be open)."""
         return self._blob_hash(data)
 
-    def open_blob(self, blob_id: str, ref: BlobRef, sealed: bytes, needed_by: str) -> bytes:
-        """The plaintext of a blob, checked: authentic, decodable, and hashing to its id."""
-        key = self.storage.key(ref.object)
-        buffers = codec.buffers_in_use()  # a restore's: decrypt into them, not into fresh memory
+    def open_blob(self, blob_id: str, ref: BlobRef, sealed, needed_by=""):
+        """The plaintext of a blob, checked: authentic, decodable, and hashing to its id.
+        `needed_by` (text, or a function giving it: only called for an error) names the file."""
+        # A restore's large blobs are decrypted and decoded into its reused buffers; small ones
+        # (most blobs, few bytes) take the shortest path.
+        buffers = codec.buffers_in_use() if ref.raw_size >= codec.BUFFERED_MIN else None
         into = buffers.opened(len(sealed) - OVERHEAD) if buffers is not None and len(sealed) > OVERHEAD else None
         try:
             encoded = self.sealer.open(f"{ref.object}#{blob_id}", sealed, into=into)
-            data = codec.decode(encoded, ref.raw_size)
+            data = codec.decode(encoded, ref.raw_size, buffers=buffers)
         except (SealBroken, codec.CodecError) as exc:
-            raise ObjectCorrupt(key, f"blob {blob_id[:16]}: {exc}", needed_by) from None
+            raise ObjectCorrupt(self.storage.key(ref.object), f"blob {blob_id[:16]}: {exc}", _text(needed_by)) from None
         if len(data) != ref.raw_size or self._blob_hash(data) != blob_id:
-            raise ObjectCorrupt(key, f"blob {blob_id[:16]} does not match its hash", needed_by)
+            raise ObjectCorrupt(self.storage.key(ref.object), f"blob {blob_id[:16]} does not match its hash",
+                                _text(needed_by))
         return data
 
     # --- small sealed documents -------------------------------------------------------------
@@ -172,6 +175,10 @@ class Repository:
         if not ids:
             raise ObjectMissing(self.storage.key(SNAPSHOTS), "restore of the latest snapshot: there is none")
         return max(ids)
+
+
+def _text(needed_by) -> str:
+    return needed_by() if callable(needed_by) else needed_by
 
 
 def new_snapshot_id() -> str:

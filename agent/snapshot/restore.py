@@ -341,7 +341,7 @@ def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, pro
     if len(body) < job.length:
         raise ObjectCorrupt(repo.storage.key(job.object), f"{len(body)} bytes where {job.length} were expected",
                             _needed_by(job, destinations))
-    view = body
+    view, done = body, 0
     buffers = decoders.get()  # waits while every core is busy decoding
     try:
         with codec.decoding_into(buffers):
@@ -349,11 +349,12 @@ def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, pro
                 places = destinations[blob_id]
                 sealed = view[ref.offset - job.start : ref.offset - job.start + ref.length]
                 data = repo.open_blob(blob_id, ref, sealed,
-                                      needed_by=f"{places[0].path} at offset {places[0].offset}")
+                                      needed_by=lambda: f"{places[0].path} at offset {places[0].offset}")
                 sink(blob_id, data, places, buffers)
-                progress.advance(nbytes=len(data) * len(places))
+                done += len(data) * len(places)
     finally:
         decoders.put(buffers)
+    progress.advance(nbytes=done)
 
 
 _fetcher = threading.local()
