@@ -65,9 +65,14 @@ def s3_server(tmp_path_factory):
             pytest.fail(f"weed mini exited with {process.returncode}; see {data / 'weed.log'}")
         yield ENDPOINT
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_server(process)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Stop a server started in a session of its own, with all it started."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -82,14 +82,9 @@ class ChunkReader:
 
     def _read_direct(self, path: str, view: memoryview, offset: int) -> int | None:
         """Bytes read, or None when this filesystem refuses O_DIRECT (then never tried again)."""
+        fd = None
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            self._direct = False
-            return None
-        try:
             return _read_fully(fd, view, offset)  # buffer and offset are page-aligned, the size whole pages
         except OSError as exc:
             if exc.errno != errno.EINVAL:
@@ -97,7 +92,8 @@ class ChunkReader:
             self._direct = False
             return None
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
 
 def _read_fully(fd: int, view: memoryview, offset: int) -> int:

@@ -10,7 +10,6 @@ import hashlib
 import mmap
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from agent.snapshot import StorageConfig
 from agent.snapshot import storage as storage_module
 from agent.snapshot.errors import ConfigError, ObjectMissing, StorageError
 from agent.snapshot.storage import Storage, StoredObject, authorization, canonical_query, signing_key
-from tests.s3 import BUCKET
+from tests.s3 import BUCKET, stop_server
 
 
 @pytest.fixture
@@ -318,12 +317,7 @@ def authenticated_s3(tmp_path_factory):
                 time.sleep(0.2)
         yield endpoint
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_server(process)
 
 
 def _authenticated(endpoint: str, secret: str, access_key: str = "dumont-tests") -> Storage:
