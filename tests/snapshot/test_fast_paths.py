@@ -147,3 +147,26 @@ def test_snapshot_progress_ends_with_the_real_totals(repo, tmp_path):
 
     assert reports[-1]["total_files"] == reports[-1]["files"] == 31
     assert reports[-1]["total_bytes"] == reports[-1]["bytes"] == 33_000
+
+
+def test_a_large_file_that_shrinks_while_read_is_recorded_as_read(repo, tmp_path, monkeypatch):
+    source = tmp_path / "workspace"
+    source.mkdir()
+    data = os.urandom(20 * MiB)  # three reads of up to 8 MiB
+    _write(source / "growing-pains.bin", data)
+    real_read = create_module.ChunkReader.read
+
+    def truncate_first(self, path, offset, size):
+        if offset == 0:
+            os.truncate(path, 5 * MiB + 7)  # cut short after the scan, before it is read
+        return real_read(self, path, offset, size)
+
+    monkeypatch.setattr(create_module.ChunkReader, "read", truncate_first)
+    monkeypatch.setattr(create_module.Snapshotter, "_submit",
+                        lambda self, work, *args: work(*args))  # in order: the first read comes first
+
+    created = snapshot_create(repo, str(source))
+    snapshot_restore(repo, created.id, str(tmp_path / "restored"))
+
+    assert created.bytes == 5 * MiB + 7
+    assert (tmp_path / "restored" / "growing-pains.bin").read_bytes() == data[: 5 * MiB + 7]
