@@ -17,6 +17,7 @@ fraction of the speed, holding the GIL.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import threading
@@ -82,10 +83,11 @@ class DecodeBuffers:
     fresh 4 MiB buffer per chunk cost as much CPU as zstd itself. What decode returns lives in
     these until the next decode with them."""
 
-    def __init__(self):
+    def __init__(self, blocking=contextlib.nullcontext):
         self.out: mmap.mmap | None = None
         self.grouped: bytearray | None = None
         self._opened: mmap.mmap | None = None
+        self.blocking = blocking  # entered around a wait for the disk (a restore gives its core away)
 
     def output(self, size: int) -> mmap.mmap:
         if self.out is None or len(self.out) < size:

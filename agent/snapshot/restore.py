@@ -12,7 +12,8 @@ its own reused buffer: a chunk object whole, a pack's needed members as few GETs
 coalesced, at most 16 MiB each). The
 CPU work after a GET (authenticate, decompress, hash, write) runs on at most one thread per
 core (two on one core) at a time, each holding a set of reused decode buffers: more would
-only contend for cores and the GIL, and fresh buffers cost page faults. Decoding starts at once;
+only contend for cores and the GIL, and fresh buffers cost page faults. A decoder waiting for
+a direct write to reach the disk gives its core to another (two spare sets of buffers). Decoding starts at once;
 writing waits only for the directories, which this thread creates meanwhile. Blobs are
 `pwrite`n at their offsets, and a file is created by the first write into it, so no file is
 ever held whole in memory; memory is bounded by parallel x one GET. A file made of one blob
@@ -33,6 +34,7 @@ import shutil
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple
@@ -197,7 +199,7 @@ class BlobWriter:
         try:
             aligned = len(view) - len(view) % DIRECT_ALIGN
             if self._direct and aligned >= DIRECT_MIN and offset % DIRECT_ALIGN == 0:
-                if self._write_direct(fd, _page_aligned(view[:aligned], buffers), offset):
+                if self._write_direct(fd, _page_aligned(view[:aligned], buffers), offset, buffers):
                     view, offset = view[aligned:], offset + aligned
             _pwrite(fd, view, offset)
             if destination.only:
@@ -206,11 +208,12 @@ class BlobWriter:
         finally:
             os.close(fd)
 
-    def _write_direct(self, fd: int, view: memoryview, offset: int) -> bool:
+    def _write_direct(self, fd: int, view: memoryview, offset: int, buffers: codec.DecodeBuffers) -> bool:
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         try:
             fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
-            _pwrite(fd, view, offset)
+            with buffers.blocking():  # the disk's time: another decoder may use this core
+                _pwrite(fd, view, offset)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
@@ -259,12 +262,13 @@ def _fetch_all(repo: Repository, manifest: Manifest, sink: Sink, callback: Callb
     progress = Progress(callback, total_bytes=sum(e.size for e in files), total_files=len(files), phase=phase)
 
     decoders: queue.Queue = queue.Queue()
+    cores = _CoreSlots(_decoder_count(repo.parallel))
 
     def fetch(job: Fetch) -> None:
-        _fetch_one(repo, job, destinations, sink, progress, decoders)
+        _fetch_one(repo, job, destinations, sink, progress, decoders, cores)
 
-    for _ in range(_decoder_count(repo.parallel)):
-        decoders.put(codec.DecodeBuffers())
+    for _ in range(cores.count + 2):  # two more, for decoders waiting for the disk
+        decoders.put(codec.DecodeBuffers(blocking=cores.given_away))
     pool = ThreadPoolExecutor(max_workers=repo.parallel, thread_name_prefix=phase)
     try:
         futures = [pool.submit(fetch, job) for job in fetches]
@@ -276,6 +280,29 @@ def _fetch_all(repo: Repository, manifest: Manifest, sink: Sink, callback: Callb
         pool.shutdown(wait=True, cancel_futures=True)
     progress.finish()
     return len({job.object for job in fetches})
+
+
+class _CoreSlots:
+    """At most `count` decoders compute at once; one that waits for the disk gives its slot
+    away meanwhile (`given_away`), so cores do not idle while writes are under way."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self._slots = threading.Semaphore(count)
+
+    def __enter__(self):
+        self._slots.acquire()
+
+    def __exit__(self, *exc):
+        self._slots.release()
+
+    @contextmanager
+    def given_away(self):
+        self._slots.release()
+        try:
+            yield
+        finally:
+            self._slots.acquire()
 
 
 def _decoder_count(parallel: int) -> int:
@@ -334,7 +361,7 @@ def _job(name: str, group: list) -> Fetch:
 
 
 def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, progress: Progress,
-               decoders: queue.Queue) -> None:
+               decoders: queue.Queue, cores: _CoreSlots) -> None:
     try:
         # Ranged even for a whole chunk object: its length is known, so the body goes straight
         # into this thread's reused buffer (a longer object's extra bytes are not read at all).
@@ -345,9 +372,9 @@ def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, pro
         raise ObjectCorrupt(repo.storage.key(job.object), f"{len(body)} bytes where {job.length} were expected",
                             _needed_by(job, destinations))
     view, done = body, 0
-    buffers = decoders.get()  # waits while every core is busy decoding
+    buffers = decoders.get()  # waits while every set of buffers is in use
     try:
-        with codec.decoding_into(buffers):
+        with cores, codec.decoding_into(buffers):  # waits while every core is busy decoding
             for blob_id, ref in job.blobs:
                 places = destinations[blob_id]
                 sealed = view[ref.offset - job.start : ref.offset - job.start + ref.length]
