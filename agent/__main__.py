@@ -81,9 +81,7 @@ def _warm_snapshot_engine() -> None:
     brings the restore command, and the restore should not wait for imports. Without the
     [snapshot] extra there is nothing to warm."""
     try:
-        import agent.snapshot  # noqa: F401
-        import agent.snapshot.storage  # noqa: F401  (http.client, ssl)
-        from agent.snapshot import codec
+        from agent.snapshot import codec  # the package imports the whole engine
     except ImportError:
         return
     codec.warm_up()

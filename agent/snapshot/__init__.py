@@ -7,14 +7,16 @@ machine; imports nothing from Django.
     snapshot_restore(repo, result.id, "/workspace")        # or "latest"
     snapshot_verify(repo, result.id)
 
-Repository layout (under the prefix; see repo.py): `config`, `data/NN/NAME` (one 4 MiB chunk
-of a large file each), `packs/NN/RANDOM` (small files' blobs bundled), `snapshots/ID` (one
-manifest per snapshot). Every object is AES-256-GCM sealed with a key derived from the
+Repository layout (under the prefix; see repo.py): `config`, `packs/NN/RANDOM` (sealed blobs
+back to back: the 1 MiB chunks of one 8 MiB region of a large file, or small files bundled),
+`data/NN/NAME` (single 4 MiB chunks written by older agents), `snapshots/ID` (one manifest per
+snapshot). Every object is AES-256-GCM sealed with a key derived from the
 workspace key, with its name as associated data; nothing in the bucket is readable without
 the key, and object names do not reveal content hashes.
 
 A blob = one codec byte + payload (codec.py: raw, zstd, or zstd over grouped bytes of 2-byte
-tensor elements), sealed; its id is the sha256 of its plaintext, checked on every read.
+tensor elements), sealed; its id is the hash of its plaintext (BLAKE3, or sha256 in older
+repositories), checked on every read.
 
 A failed restore leaves TARGET untouched and an incomplete tree in `TARGET.dumont-partial`
 (restore.py). `snapshot_forget` and `snapshot_gc` (gc.py) drop old snapshots and the objects

@@ -21,7 +21,6 @@ import contextlib
 import mmap
 import os
 import threading
-from contextlib import contextmanager
 
 import zstandard
 
@@ -109,22 +108,6 @@ class DecodeBuffers:
 
     def holds(self, view: memoryview) -> bool:
         return view.obj is self._opened and self._opened is not None
-
-
-def buffers_in_use() -> DecodeBuffers | None:
-    """The buffers of decoding_into on this thread, if any."""
-    return getattr(_local, "buffers", None)
-
-
-@contextmanager
-def decoding_into(buffers: DecodeBuffers):
-    """Within the block, repo.open_blob on this thread decodes blobs of at least BUFFERED_MIN
-    bytes into `buffers` (it decodes for its caller, which chooses the memory this way)."""
-    _local.buffers = buffers
-    try:
-        yield buffers
-    finally:
-        _local.buffers = None
 
 
 def decode(blob, raw_size: int, *, buffers: DecodeBuffers | None = None):

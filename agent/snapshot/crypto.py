@@ -1,16 +1,14 @@
 """Encryption at rest: every stored blob is AES-256-GCM sealed with a random nonce.
 
 The workspace key (32 bytes, held by the control plane) is never used directly: HKDF derives
-one key for AES-GCM and one for naming objects, so a key used for encryption never doubles as
-a MAC key. The name under which a blob is stored is its associated data, so an object moved to
+the AES-GCM key from it. Object names are random, so the bucket listing reveals no content
+hashes. The name under which a blob is stored is its associated data, so an object moved to
 another name (or a pack member to another place) fails authentication instead of being read
 as the wrong content.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -36,7 +34,6 @@ class Sealer:
         if len(workspace_key) != KEY_BYTES:
             raise ConfigError(f"the snapshot key must be {KEY_BYTES} bytes, got {len(workspace_key)}")
         self._aead = AESGCM(_derive(workspace_key, b"dumont snapshot encryption v1"))
-        self._name_key = _derive(workspace_key, b"dumont snapshot object names v1")
 
     def seal(self, name: str, plaintext: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
@@ -56,11 +53,6 @@ class Sealer:
             return into
         except InvalidTag:
             raise SealBroken("authentication failed: wrong key or altered bytes") from None
-
-    def object_name(self, blob_id: bytes) -> str:
-        """A chunk's object name: keyed, so the bucket listing does not reveal content hashes
-        (which would let anyone confirm that a known file is in a workspace)."""
-        return hmac.new(self._name_key, blob_id, hashlib.sha256).hexdigest()
 
 
 def _derive(workspace_key: bytes, purpose: bytes) -> bytes:

@@ -2,7 +2,8 @@
 and mtime) and the table of blobs its files are made of.
 
 A file is the concatenation of its blobs in order; each blob is found through the table:
-blob id (sha256 of the plaintext, hex) -> [object name, offset, sealed length, plaintext size].
+blob id (hash of the plaintext, hex: repo.py) -> [object name, offset, sealed length, plaintext
+size].
 The manifest alone is enough to restore, so a lost index or cache never loses a snapshot.
 """
 
@@ -41,16 +42,6 @@ class Entry:
     # Directories only, for the next scan (not restored): equal ones mean the same entries.
     ctime_ns: int = 0
     inode: int = 0
-
-    def to_dict(self) -> dict:
-        data = {"path": self.path, "kind": self.kind, "mode": self.mode, "mtime_ns": self.mtime_ns}
-        if self.kind == FILE:
-            data.update(size=self.size, blobs=self.blobs)
-        elif self.kind == SYMLINK:
-            data["target"] = self.target
-        elif self.inode:
-            data.update(ctime_ns=self.ctime_ns, inode=self.inode)
-        return data
 
     def to_row(self) -> list:
         """The manifest's compact form: [path, kind, mode, mtime_ns, ...] with, after those,
@@ -143,17 +134,11 @@ class Manifest:
         return latest < self.scan_started_ns - SETTLED_NS
 
 
-def scan_tree(root: str) -> tuple:
-    """Every directory, regular file and symlink under `root` (parents first), and the
-    relative paths of what was skipped (sockets, FIFOs, devices: nothing a restore can
-    recreate meaningfully). Symlinks are recorded, never followed; hard links become copies."""
-    skipped: list = []
-    entries = list(walk_tree(root, skipped))
-    return entries, skipped
-
-
 def walk_tree(root: str, skipped: list, parent: Manifest | None = None) -> Iterator[Entry]:
-    """scan_tree's entries one by one, as they are found; skipped paths go to `skipped`.
+    """Every directory, regular file and symlink under `root`, parents first, one by one as
+    they are found; what is skipped (sockets, FIFOs, devices: nothing a restore can recreate
+    meaningfully) goes to `skipped`. Symlinks are recorded, never followed; hard links become
+    copies.
 
     With the `parent` snapshot of the same tree, a directory that is provably unchanged is not
     listed again: its names are taken from the parent, and only stat()ed. Unchanged means the

@@ -67,7 +67,6 @@ class Repository:
         self.sealer = Sealer(config.key)
         self._settings: dict | None = None  # the config document, once read
         self._settings_lock = threading.Lock()
-        self._blob_hash = self._hash_after_open
 
     @property
     def parallel(self) -> int:
@@ -79,22 +78,25 @@ class Repository:
         return self.sealer.seal(f"{object_name}#{blob_id}", encoded)
 
     def blob_id(self, data) -> str:
-        """The id of a blob with plaintext `data` (the repository must be open)."""
-        return self._blob_hash(data)
+        """The id of a blob with plaintext `data`: its hash by the function the repository's
+        config names (read once, by open())."""
+        return BLOB_HASHES[self.open()["hash"]](data)
 
-    def open_blob(self, blob_id: str, ref: BlobRef, sealed, needed_by=""):
+    def open_blob(self, blob_id: str, ref: BlobRef, sealed, needed_by="",
+                  buffers: codec.DecodeBuffers | None = None):
         """The plaintext of a blob, checked: authentic, decodable, and hashing to its id.
-        `needed_by` (text, or a function giving it: only called for an error) names the file."""
-        # A restore's large blobs are decrypted and decoded into its reused buffers; small ones
-        # (most blobs, few bytes) take the shortest path.
-        buffers = codec.buffers_in_use() if ref.raw_size >= codec.BUFFERED_MIN else None
+        `needed_by` (text, or a function giving it: only called for an error) names the file.
+        With `buffers` (a restore's, reused), a large blob is decrypted and decoded into them and
+        the result is a view of them; small ones (most blobs, few bytes) take the shortest path."""
+        if ref.raw_size < codec.BUFFERED_MIN:
+            buffers = None
         into = buffers.opened(len(sealed) - OVERHEAD) if buffers is not None and len(sealed) > OVERHEAD else None
         try:
             encoded = self.sealer.open(f"{ref.object}#{blob_id}", sealed, into=into)
             data = codec.decode(encoded, ref.raw_size, buffers=buffers)
         except (SealBroken, codec.CodecError) as exc:
             raise ObjectCorrupt(self.storage.key(ref.object), f"blob {blob_id[:16]}: {exc}", _text(needed_by)) from None
-        if len(data) != ref.raw_size or self._blob_hash(data) != blob_id:
+        if len(data) != ref.raw_size or self.blob_id(data) != blob_id:
             raise ObjectCorrupt(self.storage.key(ref.object), f"blob {blob_id[:16]} does not match its hash",
                                 _text(needed_by))
         return data
@@ -120,6 +122,8 @@ class Repository:
     def open(self) -> dict:
         """Read the repository's config (once per Repository): checks the key, fixes the blob
         hash. ObjectMissing when there is no repository under the prefix."""
+        if self._settings is not None:  # every blob hashed asks: no lock once it is read
+            return self._settings
         with self._settings_lock:
             if self._settings is None:
                 settings = json.loads(self.get_document(CONFIG))
@@ -127,13 +131,8 @@ class Repository:
                 if name not in BLOB_HASHES:
                     raise ConfigError(f"{self.storage.key(CONFIG)} names blobs by {name!r}, which this "
                                       f"agent does not know; upgrade the agent")
-                self._blob_hash = BLOB_HASHES[name]
                 self._settings = settings
             return self._settings
-
-    def _hash_after_open(self, data) -> str:
-        self.open()  # replaces self._blob_hash
-        return self._blob_hash(data)
 
     def open_or_init(self) -> dict:
         """open(), creating the repository's config on first use."""

@@ -46,7 +46,7 @@ from .progress import Callback, Progress
 from .repo import Repository
 
 PARTIAL_SUFFIX = ".dumont-partial"
-MAX_GET = 16 * 1024 * 1024 + 64 * 1024  # a whole pack in one GET
+MAX_GET = 16 * 1024 * 1024 + 64 * 1024  # a whole pack in one GET (older agents wrote 16 MiB packs)
 MAX_GAP = 256 * 1024  # unneeded bytes worth downloading to save a request
 DIRECT_MIN = 1024 * 1024  # blobs at least this large are written with O_DIRECT
 DIRECT_ALIGN = 4096  # O_DIRECT wants buffer, offset and length aligned to the logical block
@@ -374,11 +374,11 @@ def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, pro
     view, done = body, 0
     buffers = decoders.get()  # waits while every set of buffers is in use
     try:
-        with cores, codec.decoding_into(buffers):  # waits while every core is busy decoding
+        with cores:  # waits while every core is busy decoding
             for blob_id, ref in job.blobs:
                 places = destinations[blob_id]
                 sealed = view[ref.offset - job.start : ref.offset - job.start + ref.length]
-                data = repo.open_blob(blob_id, ref, sealed,
+                data = repo.open_blob(blob_id, ref, sealed, buffers=buffers,
                                       needed_by=lambda: f"{places[0].path} at offset {places[0].offset}")
                 sink(blob_id, data, places, buffers)
                 done += len(data) * len(places)
