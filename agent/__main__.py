@@ -77,14 +77,15 @@ def _snapshot(argv: list[str]) -> int:
 
 def _warm_snapshot_engine() -> None:
     """Import the snapshot engine (zstandard, cryptography, http.client, numpy: a few hundred ms
-    from a cold disk) while the first heartbeat is on its way: on a woken machine that heartbeat
-    brings the restore command, and the restore should not wait for imports. Without the
-    [snapshot] extra there is nothing to warm."""
+    from a cold disk) and start the fork server its restores take worker processes from, while
+    the first heartbeat is on its way: on a woken machine that heartbeat brings the restore
+    command, and the restore should not wait for either. Without the [snapshot] extra there is
+    nothing to warm."""
     try:
-        from agent.snapshot import codec  # the package imports the whole engine
+        from agent import snapshot  # the package imports the whole engine
     except ImportError:
         return
-    codec.warm_up()
+    snapshot.warm_up()
 
 
 def _log_to_stderr() -> None:

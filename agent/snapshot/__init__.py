@@ -18,6 +18,7 @@ A blob = one codec byte + payload (codec.py: raw, zstd, or zstd over grouped byt
 tensor elements), sealed; its id is the hash of its plaintext (BLAKE3, or sha256 in older
 repositories), checked on every read.
 
+A restore's GETs and decoding are shared out among worker processes, one per core (fetch.py).
 A failed restore leaves TARGET untouched and an incomplete tree in `TARGET.dumont-partial`
 (restore.py). `snapshot_forget` and `snapshot_gc` (gc.py) drop old snapshots and the objects
 no snapshot uses, safely while a snapshot is being written (repository locks, locks.py).
@@ -41,9 +42,20 @@ from .gc import GcResult, snapshot_forget, snapshot_gc
 from .repo import Repository
 from .restore import RestoreResult, snapshot_restore, snapshot_verify
 
+
+
+def warm_up() -> None:
+    """What an agent does at start, before its first command: import what tensor blobs need
+    (numpy) and start the fork server restores take their worker processes from."""
+    from . import codec, fetch
+
+    codec.warm_up()
+    fetch.warm_up()
+
+
 __all__ = [
     "ConfigError", "CreateResult", "GcResult", "LockLost", "ObjectCorrupt", "ObjectMissing", "Repository",
     "RepositoryLocked", "RestoreResult", "SnapshotConfig", "SnapshotError", "StorageConfig", "StorageError",
     "TargetNotEmpty", "WrongKey", "config_from_env", "snapshot_create", "snapshot_forget", "snapshot_gc",
-    "snapshot_restore", "snapshot_verify",
+    "snapshot_restore", "snapshot_verify", "warm_up",
 ]

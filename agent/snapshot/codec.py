@@ -60,6 +60,10 @@ def warm_up() -> None:
     _numpy()
 
 
+def numpy_available() -> bool:
+    return _numpy() is not None
+
+
 def is_tensor_file(path: str) -> bool:
     return path.lower().endswith(TENSOR_SUFFIXES)
 

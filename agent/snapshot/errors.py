@@ -27,14 +27,21 @@ class ObjectMissing(SnapshotError):
         self.needed_by = needed_by
         super().__init__(f"object {key} is missing from the bucket{_needed_by(needed_by)}")
 
+    def __reduce__(self):  # rebuilt from its fields, e.g. coming back from a restore worker process
+        return type(self), (self.key, self.needed_by)
+
 
 class ObjectCorrupt(SnapshotError):
     """An object exists but fails authentication, decompression or its content hash."""
 
     def __init__(self, key: str, reason: str, needed_by: str = ""):
         self.key = key
+        self.reason = reason
         self.needed_by = needed_by
         super().__init__(f"object {key} is corrupt ({reason}){_needed_by(needed_by)}")
+
+    def __reduce__(self):
+        return type(self), (self.key, self.reason, self.needed_by)
 
 
 class TargetNotEmpty(SnapshotError):

@@ -61,11 +61,13 @@ BLOB_HASHES = {"sha256": _sha256, "blake3": _blake3}
 
 
 class Repository:
-    def __init__(self, config: SnapshotConfig, storage: Storage | None = None):
+    def __init__(self, config: SnapshotConfig, storage: Storage | None = None, *, settings: dict | None = None):
+        """`settings`: the config document as another Repository's open() read it (a restore's
+        worker processes), so that it is not read again."""
         self.config = config
         self.storage = storage or Storage(config.storage)
         self.sealer = Sealer(config.key)
-        self._settings: dict | None = None  # the config document, once read
+        self._settings: dict | None = settings  # the config document, once read
         self._settings_lock = threading.Lock()
 
     @property

@@ -2,24 +2,19 @@
 
 A restore never writes into TARGET directly. It builds the tree in the sibling directory
 `TARGET.dumont-partial` (same filesystem), and only once every blob has been fetched,
-authenticated, decompressed, checked against its sha256 and written — and one `os.sync()`
-has made it durable — renames it to TARGET. So after a failure TARGET is untouched, and a
+authenticated, decompressed, checked against its hash and written — and one `os.sync()` has
+made it durable — renames it to TARGET. So after a failure TARGET is untouched, and a
 `*.dumont-partial` directory is by its name an incomplete restore (the next restore to the
 same TARGET removes it first). TARGET must not exist or be an empty directory.
 
-Objects are fetched with large ranged GETs on a pool of `parallel` threads, each reading into
-its own reused buffer: a chunk object whole, a pack's needed members as few GETs (neighbours
-coalesced, at most 16 MiB each). The
-CPU work after a GET (authenticate, decompress, hash, write) runs on at most one thread per
-core (two on one core) at a time, each holding a set of reused decode buffers: more would
-only contend for cores and the GIL, and fresh buffers cost page faults. A decoder waiting for
-a direct write to reach the disk gives its core to another (two spare sets of buffers). Decoding starts at once;
+The blobs are fetched, checked and decoded by fetch.py (ranged GETs on parallel connections,
+shared out among worker processes on a machine with several cores). Decoding starts at once;
 writing waits only for the directories, which this thread creates meanwhile. Blobs are
 `pwrite`n at their offsets, and a file is created by the first write into it, so no file is
-ever held whole in memory; memory is bounded by parallel x one GET. A file made of one blob
-gets its mode and mtime through the descriptor its write opened; other files and directories
-get theirs after all data (writing changes mtimes), directories deepest first. Owners are not
-restored: files belong to whoever runs the restore.
+ever held whole in memory; memory is bounded by the connections x one GET. A file made of one
+blob gets its mode and mtime through the descriptor its write opened; other files and
+directories get theirs after all data (writing changes mtimes), directories deepest first.
+Owners are not restored: files belong to whoever runs the restore.
 """
 
 from __future__ import annotations
@@ -27,46 +22,22 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import mmap
+import functools
 import os
-import queue
 import shutil
-import threading
 import time
-from collections import defaultdict
-from contextlib import contextmanager
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Callable, NamedTuple
 
 from . import codec
-from .errors import ObjectCorrupt, ObjectMissing, TargetNotEmpty
+from .errors import TargetNotEmpty
+from .fetch import Destination, fetch_all
 from .manifest import DIR, FILE, SYMLINK, Manifest
 from .progress import Callback, Progress
 from .repo import Repository
 
 PARTIAL_SUFFIX = ".dumont-partial"
-MAX_GET = 16 * 1024 * 1024 + 64 * 1024  # a whole pack in one GET (older agents wrote 16 MiB packs)
-MAX_GAP = 256 * 1024  # unneeded bytes worth downloading to save a request
 DIRECT_MIN = 1024 * 1024  # blobs at least this large are written with O_DIRECT
 DIRECT_ALIGN = 4096  # O_DIRECT wants buffer, offset and length aligned to the logical block
-
-
-class Destination(NamedTuple):
-    path: str  # relative to the snapshot root
-    offset: int
-    only: bool  # the file's only blob: its write also applies the file's mode and mtime
-    mode: int
-    mtime_ns: int
-
-
-class Fetch(NamedTuple):
-    """One GET: a range of an object and the blobs it contains."""
-
-    object: str
-    start: int
-    length: int
-    blobs: list  # (blob id, BlobRef)
 
 
 @dataclass
@@ -83,9 +54,6 @@ class RestoreResult:
         return asdict(self)
 
 
-Sink = Callable[[str, bytes, list, codec.DecodeBuffers], None]  # blob id, plaintext, destinations, its buffers
-
-
 def snapshot_restore(repo: Repository, snapshot_id: str, target: str, *,
                      progress: Callback | None = None) -> RestoreResult:
     started = time.monotonic()
@@ -93,16 +61,14 @@ def snapshot_restore(repo: Repository, snapshot_id: str, target: str, *,
     target = os.path.abspath(target)
     partial = _prepare_partial(target)
     gets_before, bytes_before = repo.storage.traffic.gets, repo.storage.traffic.bytes_got
-    writer = BlobWriter(partial)
 
-    def prepare() -> None:
-        try:
-            _create_directories(partial, manifest)
-        finally:
-            writer.open_for_writes()  # even after a failure, so that no worker waits forever
+    def prepare(ready) -> None:
+        _create_directories(partial, manifest)
+        ready.set()  # the writers may go on while the links and empty files are made
         _create_links_and_empty_files(partial, manifest)
 
-    objects = _fetch_all(repo, manifest, writer, progress, phase="restore", prepare=prepare)
+    objects = fetch_all(repo, manifest, _progress(manifest, progress, "restore"),
+                        functools.partial(BlobWriter, partial), prepare=prepare)
     _apply_metadata(partial, manifest)
     os.sync()  # one flush for the whole tree instead of a fsync per file
     if os.path.isdir(target):
@@ -122,9 +88,14 @@ def snapshot_verify(repo: Repository, snapshot_id: str, *, progress: Callback | 
     without writing anything; raises the first ObjectMissing/ObjectCorrupt found."""
     started = time.monotonic()
     manifest = repo.load_manifest(repo.resolve(snapshot_id))
-    objects = _fetch_all(repo, manifest, lambda blob_id, data, destinations, buffers: None, progress, phase="verify")
+    objects = fetch_all(repo, manifest, _progress(manifest, progress, "verify"), None)
     return {"id": manifest.id, "verified": True, "objects": objects, "blobs": len(manifest.blobs),
             "duration_s": round(time.monotonic() - started, 3)}
+
+
+def _progress(manifest: Manifest, callback: Callback | None, phase: str) -> Progress:
+    files = [entry for entry in manifest.entries if entry.kind == FILE]
+    return Progress(callback, total_bytes=sum(entry.size for entry in files), total_files=len(files), phase=phase)
 
 
 def _prepare_partial(target: str) -> str:
@@ -178,17 +149,16 @@ class BlobWriter:
     nothing left for the final sync to flush. The unaligned tail of a blob, small files, and
     filesystems that refuse O_DIRECT (tmpfs, some overlays: EINVAL) get plain writes."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, ready):
         self._root = root
         self._direct = hasattr(os, "O_DIRECT")
-        self._writable = threading.Event()  # set once the directories exist
-
-    def open_for_writes(self) -> None:
-        self._writable.set()
+        self._ready = ready  # an Event, set once the directories exist
+        self._open = False
 
     def __call__(self, blob_id: str, data, destinations: list, buffers: codec.DecodeBuffers) -> None:
-        if not self._writable.is_set():
-            self._writable.wait()
+        if not self._open:
+            self._ready.wait()
+            self._open = True
         for destination in destinations:
             self.write(os.path.join(self._root, destination.path), data, destination, buffers)
 
@@ -249,156 +219,3 @@ def _sync_directory(path: str) -> None:
         os.fsync(fd)  # makes the rename durable
     finally:
         os.close(fd)
-
-
-def _fetch_all(repo: Repository, manifest: Manifest, sink: Sink, callback: Callback | None, *, phase: str,
-               prepare: Callable[[], None] | None = None) -> int:
-    """Fetch, check and hand every blob to `sink`; the number of objects read. `prepare` (the
-    restore's tree) runs in this thread while the first blobs are fetched and decoded (the
-    sink waits for what it needs of it)."""
-    destinations = _destinations(manifest)
-    fetches = _plan_fetches(manifest, destinations)
-    files = [entry for entry in manifest.entries if entry.kind == FILE]
-    progress = Progress(callback, total_bytes=sum(e.size for e in files), total_files=len(files), phase=phase)
-
-    decoders: queue.Queue = queue.Queue()
-    cores = _CoreSlots(_decoder_count(repo.parallel))
-
-    def fetch(job: Fetch) -> None:
-        _fetch_one(repo, job, destinations, sink, progress, decoders, cores)
-
-    for _ in range(cores.count + 2):  # two more, for decoders waiting for the disk
-        decoders.put(codec.DecodeBuffers(blocking=cores.given_away))
-    pool = ThreadPoolExecutor(max_workers=repo.parallel, thread_name_prefix=phase)
-    try:
-        futures = [pool.submit(fetch, job) for job in fetches]
-        if prepare is not None:
-            prepare()
-        for future in futures:
-            future.result()  # the first failure stops the run; the rest are cancelled below
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    progress.finish()
-    return len({job.object for job in fetches})
-
-
-class _CoreSlots:
-    """At most `count` decoders compute at once; one that waits for the disk gives its slot
-    away meanwhile (`given_away`), so cores do not idle while writes are under way."""
-
-    def __init__(self, count: int):
-        self.count = count
-        self._slots = threading.Semaphore(count)
-
-    def __enter__(self):
-        self._slots.acquire()
-
-    def __exit__(self, *exc):
-        self._slots.release()
-
-    @contextmanager
-    def given_away(self):
-        self._slots.release()
-        try:
-            yield
-        finally:
-            self._slots.acquire()
-
-
-def _decoder_count(parallel: int) -> int:
-    """As many as the cores, and at least two (one can decode while the other waits for a
-    write). Not more: decoders release and retake the GIL around every syscall and every
-    zstd, AES and hash call, and one more thread than cores turned that into a storm of
-    futex calls (4x as many on 2 cores) costing ~12% of a restore's CPU."""
-    return max(1, min(parallel, max(2, os.cpu_count() or 1)))
-
-
-def _destinations(manifest: Manifest) -> dict:
-    """Blob id -> every place it goes: a blob shared by files (or repeated in one) is fetched once."""
-    places: dict = defaultdict(list)
-    for entry in manifest.entries:
-        if entry.kind != FILE:
-            continue
-        offset = 0
-        for blob_id in entry.blobs:
-            places[blob_id].append(Destination(entry.path, offset, len(entry.blobs) == 1, entry.mode, entry.mtime_ns))
-            offset += manifest.blobs[blob_id].raw_size
-    return places
-
-
-def _plan_fetches(manifest: Manifest, destinations: dict) -> list:
-    by_object: dict = defaultdict(list)
-    for blob_id in destinations:
-        ref = manifest.blobs[blob_id]
-        by_object[ref.object].append((blob_id, ref))
-    fetches = []
-    for name, members in by_object.items():
-        members.sort(key=lambda member: member[1].offset)
-        fetches.extend(_coalesce(name, members))
-    # Largest first, so one big GET does not start last and stretch the tail of the run.
-    fetches.sort(key=lambda job: job.length, reverse=True)
-    return fetches
-
-
-def _coalesce(name: str, members: list) -> list:
-    jobs, group = [], [members[0]]
-    for member in members[1:]:
-        start, end = group[0][1].offset, member[1].offset + member[1].length
-        gap = member[1].offset - (group[-1][1].offset + group[-1][1].length)
-        if gap <= MAX_GAP and end - start <= MAX_GET:
-            group.append(member)
-        else:
-            jobs.append(_job(name, group))
-            group = [member]
-    jobs.append(_job(name, group))
-    return jobs
-
-
-def _job(name: str, group: list) -> Fetch:
-    start = group[0][1].offset
-    end = group[-1][1].offset + group[-1][1].length
-    return Fetch(name, start, end - start, group)
-
-
-def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, progress: Progress,
-               decoders: queue.Queue, cores: _CoreSlots) -> None:
-    try:
-        # Ranged even for a whole chunk object: its length is known, so the body goes straight
-        # into this thread's reused buffer (a longer object's extra bytes are not read at all).
-        body = repo.storage.get(job.object, job.start, job.length, into=_get_buffer(job.length))
-    except ObjectMissing as exc:
-        raise ObjectMissing(exc.key, _needed_by(job, destinations)) from None
-    if len(body) < job.length:
-        raise ObjectCorrupt(repo.storage.key(job.object), f"{len(body)} bytes where {job.length} were expected",
-                            _needed_by(job, destinations))
-    view, done = body, 0
-    buffers = decoders.get()  # waits while every set of buffers is in use
-    try:
-        with cores:  # waits while every core is busy decoding
-            for blob_id, ref in job.blobs:
-                places = destinations[blob_id]
-                sealed = view[ref.offset - job.start : ref.offset - job.start + ref.length]
-                data = repo.open_blob(blob_id, ref, sealed, buffers=buffers,
-                                      needed_by=lambda: f"{places[0].path} at offset {places[0].offset}")
-                sink(blob_id, data, places, buffers)
-                done += len(data) * len(places)
-    finally:
-        decoders.put(buffers)
-    progress.advance(nbytes=done)
-
-
-_fetcher = threading.local()
-
-
-def _get_buffer(size: int) -> mmap.mmap:
-    """This fetch thread's GET buffer, reused: a fresh one per GET costs page faults."""
-    buffer = getattr(_fetcher, "buffer", None)
-    if buffer is None or len(buffer) < size:
-        buffer = _fetcher.buffer = mmap.mmap(-1, max(size, 1))
-    return buffer
-
-
-def _needed_by(job: Fetch, destinations: dict) -> str:
-    paths = sorted({place.path for blob_id, _ in job.blobs for place in destinations[blob_id]})
-    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
-    return ", ".join(paths[:3]) + more
