@@ -8,8 +8,9 @@ made it durable — renames it to TARGET. So after a failure TARGET is untouched
 same TARGET removes it first). TARGET must not exist or be an empty directory.
 
 The blobs are fetched, checked and decoded by fetch.py (ranged GETs on parallel connections,
-shared out among worker processes on a machine with several cores). Decoding starts at once;
-writing waits only for the directories, which this thread creates meanwhile. Blobs are
+shared out among worker processes on a machine with several cores). Decoding and writing
+start at once, while this thread creates the directories; a write into a directory not made
+yet waits until they all are. Blobs are
 `pwrite`n at their offsets, and a file is created by the first write into it, so no file is
 ever held whole in memory; memory is bounded by the connections x one GET. A file made of one
 blob gets its mode and mtime through the descriptor its write opened; other files and
@@ -152,20 +153,19 @@ class BlobWriter:
     def __init__(self, root: str, ready):
         self._root = root
         self._direct = hasattr(os, "O_DIRECT")
-        self._ready = ready  # an Event, set once the directories exist
-        self._open = False
+        self._ready = ready  # an Event, set once every directory exists
+        self._all_directories = False
+        # Mode bits a create cannot set by itself: the umask's, and set-id/sticky (which the
+        # kernel may drop). A one-blob file whose mode has none is created with its mode.
+        self._chmod_bits = _umask() | 0o7000
 
     def __call__(self, blob_id: str, data, destinations: list, buffers: codec.DecodeBuffers) -> None:
-        if not self._open:
-            self._ready.wait()
-            self._open = True
         for destination in destinations:
             self.write(os.path.join(self._root, destination.path), data, destination, buffers)
 
     def write(self, path: str, data, destination: Destination, buffers: codec.DecodeBuffers) -> None:
         view, offset = memoryview(data), destination.offset
-        # A one-blob file is new (O_EXCL); blobs of a larger file arrive in any order.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if destination.only else 0), 0o600)
+        fd = self._open(path, destination)
         try:
             aligned = len(view) - len(view) % DIRECT_ALIGN
             if self._direct and aligned >= DIRECT_MIN and offset % DIRECT_ALIGN == 0:
@@ -173,10 +173,28 @@ class BlobWriter:
                     view, offset = view[aligned:], offset + aligned
             _pwrite(fd, view, offset)
             if destination.only:
-                os.fchmod(fd, destination.mode)
+                if destination.mode & self._chmod_bits:
+                    os.fchmod(fd, destination.mode)
                 os.utime(fd, ns=(destination.mtime_ns, destination.mtime_ns))
         finally:
             os.close(fd)
+
+    def _open(self, path: str, destination: Destination) -> int:
+        """A one-blob file is new (O_EXCL) and gets its mode at once; blobs of a larger file
+        arrive in any order, and it stays writable (0600) until _apply_metadata. Writing starts
+        before every directory exists: a file whose directory is not there yet waits for them."""
+        if destination.only:
+            flags, mode = os.O_WRONLY | os.O_CREAT | os.O_EXCL, destination.mode & 0o777
+        else:
+            flags, mode = os.O_WRONLY | os.O_CREAT, 0o600
+        try:
+            return os.open(path, flags, mode)
+        except FileNotFoundError:
+            if self._all_directories:
+                raise
+            self._ready.wait()
+            self._all_directories = True
+            return os.open(path, flags, mode)
 
     def _write_direct(self, fd: int, view: memoryview, offset: int, buffers: codec.DecodeBuffers) -> bool:
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
@@ -192,6 +210,18 @@ class BlobWriter:
         finally:
             fcntl.fcntl(fd, fcntl.F_SETFL, flags)
         return True
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (other threads may be creating files)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777  # unknown: chmod every file, as if no mode bit got through
 
 
 def _page_aligned(view: memoryview, buffers: codec.DecodeBuffers) -> memoryview:

@@ -1,6 +1,7 @@
 """The engine's fast paths give the same bytes as the plain ones: chunk reads with O_DIRECT
-and without; restores that decrypt in place and set a one-blob file's
-metadata through its descriptor; blob ids by BLAKE3 in new repositories and by sha256 in
+and without; restores that decrypt in place, set a one-blob file's
+metadata through its descriptor (its mode at create when it can) and write before every
+directory is made; blob ids by BLAKE3 in new repositories and by sha256 in
 repositories written before."""
 
 from __future__ import annotations
@@ -8,12 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 
 import pytest
 
 from agent.snapshot import ConfigError, Repository, snapshot_create, snapshot_restore
 from agent.snapshot import create as create_module
+from agent.snapshot.fetch import Destination
 from agent.snapshot.repo import CONFIG
+from agent.snapshot.restore import BlobWriter
 
 from .trees import describe
 
@@ -77,8 +81,8 @@ def test_chunk_reader_falls_back_to_plain_reads_where_o_direct_is_refused(chunk_
 def test_a_restore_sets_modes_and_mtimes_of_one_blob_and_many_blob_files(repo, tmp_path):
     source = tmp_path / "workspace"
     source.mkdir()
-    _write(source / "one-chunk.bin", os.urandom(2 * MiB + 5))  # stored raw: decrypted in place, written direct
-    _write(source / "three-chunks.bin", os.urandom(9 * MiB))
+    _write(source / "one-chunk.bin", os.urandom(MiB))  # stored raw: decrypted in place, written direct
+    _write(source / "three-chunks.bin", os.urandom(2 * MiB + 5))
     _write(source / "small.txt", b"small\n")
     for index, name in enumerate(("one-chunk.bin", "three-chunks.bin", "small.txt")):
         os.chmod(source / name, 0o444)
@@ -89,6 +93,61 @@ def test_a_restore_sets_modes_and_mtimes_of_one_blob_and_many_blob_files(repo, t
     snapshot_restore(repo, created.id, str(tmp_path / "restored"))
 
     assert describe(tmp_path / "restored") == before
+
+
+def test_one_blob_files_get_modes_a_create_cannot_set_and_those_it_can(repo, tmp_path):
+    """A one-blob file is created with its mode unless the umask (022 here) or set-id and sticky
+    bits stand in the way; then it is chmod'ed. Either way the restored mode is exact."""
+    previous = os.umask(0o022)
+    try:
+        source = tmp_path / "workspace"
+        source.mkdir()
+        modes = {"plain.txt": 0o644, "shared.txt": 0o666, "private.txt": 0o600, "setuid": 0o4755,
+                 "setgid": 0o2750, "sticky": 0o1644, "none": 0o000, "group-write.sh": 0o775}
+        for name, mode in modes.items():
+            _write(source / name, name.encode() * 10)
+            os.chmod(source / name, mode)
+        before = describe(source)
+
+        created = snapshot_create(repo, str(source))
+        snapshot_restore(repo, created.id, str(tmp_path / "restored"))
+
+        assert describe(tmp_path / "restored") == before
+        assert {name: os.stat(tmp_path / "restored" / name).st_mode & 0o7777 for name in modes} == modes
+    finally:
+        os.umask(previous)
+
+
+def test_a_write_into_a_directory_not_made_yet_waits_for_the_directories(tmp_path):
+    ready = threading.Event()
+    root = tmp_path / "partial"
+    root.mkdir()
+    writer = BlobWriter(str(root), ready)
+    place = Destination("later/deeper/file.txt", 0, True, 0o640, 1_600_000_000_000_000_000)
+    early = Destination("early.txt", 0, True, 0o644, 1_600_000_000_000_000_000)
+
+    writer(b"blob-id", b"written before the directories\n", [early], None)  # its directory exists
+    blocked = threading.Thread(target=writer, args=(b"blob-id", b"waited\n", [place], None))
+    blocked.start()
+    blocked.join(timeout=0.3)
+    assert blocked.is_alive() and not (root / "later").exists()  # waiting, not failed
+    (root / "later" / "deeper").mkdir(parents=True)
+    ready.set()
+    blocked.join(timeout=30)
+
+    assert (root / "early.txt").read_bytes() == b"written before the directories\n"
+    assert (root / "later" / "deeper" / "file.txt").read_bytes() == b"waited\n"
+    assert os.stat(root / "later" / "deeper" / "file.txt").st_mode & 0o777 == 0o640
+
+
+def test_once_the_directories_are_made_a_missing_one_is_an_error(tmp_path):
+    ready = threading.Event()
+    ready.set()
+    writer = BlobWriter(str(tmp_path), ready)
+    place = Destination("nowhere/file.txt", 0, True, 0o644, 0)
+
+    with pytest.raises(FileNotFoundError):
+        writer(b"blob-id", b"data", [place], None)
 
 
 def test_a_new_repository_names_blobs_by_blake3(repo, tmp_path):
