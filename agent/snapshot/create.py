@@ -36,7 +36,7 @@ from . import codec
 from .crypto import OVERHEAD
 from .errors import SnapshotError
 from .locks import SHARED, HeldLock, lock_repository
-from .manifest import FILE, BlobRef, Entry, Manifest, walk_tree
+from .manifest import FILE, BlobRef, Entry, Manifest, collector_paused, walk_tree
 from .progress import Callback, Progress
 from .repo import Repository, new_snapshot_id
 
@@ -375,6 +375,7 @@ class Snapshotter:
                         parent=parent.id if parent else None)
 
 
+@collector_paused()
 def snapshot_create(repo: Repository, source: str, *, level: int = codec.DEFAULT_LEVEL,
                     use_parent: bool = True, progress: Callback | None = None,
                     lock_wait_s: float = LOCK_WAIT_S) -> CreateResult:

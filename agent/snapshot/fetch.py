@@ -3,12 +3,12 @@
 Restore and verify share this. Objects are fetched with large ranged GETs, each thread reading
 into its own reused buffer: a chunk object whole, a pack's needed members as few GETs
 (neighbours coalesced, at most 16 MiB each). The CPU work after a GET (authenticate,
-decompress, hash, write) runs on a few decoders, each with a set of reused decode buffers; a
-decoder waiting for a direct write to reach the disk gives its core to another (spare sets of
-buffers).
+decompress, hash, write) is done by one decoder at a time, with a set of reused decode
+buffers; one waiting for a direct write to reach the disk lets the next decode meanwhile
+(spare sets of buffers).
 
 On a machine with several cores the GETs are shared out among worker processes, one per core,
-each with its share of the connections and one decoder. Threads alone do not scale here: a
+each with its share of the connections. Decoding threads alone do not scale here: a
 restore of many small files makes a few syscalls per file, every one of them releases and
 retakes the GIL, and with two busy threads each handoff is a futex wake and a context switch.
 Measured on 2 cores: two threads creating 10k files used 40% more CPU than one and were barely
@@ -20,6 +20,7 @@ over a pipe; a failure stops the other workers at once.
 
 from __future__ import annotations
 
+import gc
 import mmap
 import multiprocessing
 import os
@@ -43,7 +44,7 @@ from .repo import Repository
 MAX_GET = 16 * 1024 * 1024 + 64 * 1024  # a whole pack in one GET (older agents wrote 16 MiB packs)
 MAX_GAP = 256 * 1024  # unneeded bytes worth downloading to save a request
 FILE_COST = 32 * 1024  # sharing out GETs, a file to write counts as this many bytes (~ its syscalls)
-SPARE_BUFFERS = 2  # decode buffer sets beyond the decoders: for decoders waiting on the disk
+SPARE_BUFFERS = 2  # decode buffer sets beyond the decoder's: for blobs decoded while one waits on the disk
 
 
 class Destination(NamedTuple):
@@ -99,11 +100,14 @@ def _worker_count(parallel: int, jobs: int) -> int:
 
 
 def _fetch_here(repo, fetches, destinations, progress, make_sink, prepare) -> None:
+    """One core, one connection or one GET: no worker process."""
     ready = threading.Event()
     sink = make_sink(ready) if make_sink else _discard
-    decoders = max(1, min(repo.parallel, max(2, cores())))
-    advance = lambda nbytes: progress.advance(nbytes=nbytes)  # noqa: E731
-    _fetch_share(repo, fetches, destinations, sink, advance, decoders=decoders, connections=repo.parallel,
+
+    def advance(nbytes: int) -> None:
+        progress.advance(nbytes=nbytes)
+
+    _fetch_share(repo, fetches, destinations, sink, advance, connections=repo.parallel,
                  meanwhile=lambda: _prepare(prepare, ready))
 
 
@@ -122,13 +126,13 @@ def _discard(blob_id, data, destinations, buffers) -> None:
 
 
 def _fetch_share(repo: Repository, fetches: list, destinations: dict, sink: Sink, advance: Callable[[int], None],
-                 *, decoders: int, connections: int, meanwhile: Callable[[], None] | None = None) -> None:
-    """Fetch `fetches` on `connections` threads, at most `decoders` of them decoding at once;
-    `meanwhile` runs in this thread once the GETs are under way. The first failure is raised
-    and the GETs not yet started are cancelled."""
+                 *, connections: int, meanwhile: Callable[[], None] | None = None) -> None:
+    """Fetch `fetches` on `connections` threads, one of them decoding at a time (the cores are
+    used by a process each); `meanwhile` runs in this thread once the GETs are under way. The
+    first failure is raised and the GETs not yet started are cancelled."""
     buffer_sets: queue.Queue = queue.Queue()
-    slots = _CoreSlots(decoders)
-    for _ in range(decoders + SPARE_BUFFERS):
+    slots = _CoreSlots(1)
+    for _ in range(1 + SPARE_BUFFERS):
         buffer_sets.put(codec.DecodeBuffers(blocking=slots.given_away))
     pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="fetch")
     try:
@@ -144,7 +148,7 @@ def _fetch_share(repo: Repository, fetches: list, destinations: dict, sink: Sink
 
 class _CoreSlots:
     """At most `count` decoders compute at once; one that waits for the disk gives its slot
-    away meanwhile (`given_away`), so cores do not idle while writes are under way."""
+    away meanwhile (`given_away`), so the core does not idle while writes are under way."""
 
     def __init__(self, count: int):
         self._slots = threading.Semaphore(count)
@@ -283,7 +287,8 @@ def _share_out(fetches: list, destinations: dict, count: int, parallel: int) -> 
 
 def _worker(config: SnapshotConfig, settings: dict, fetches: list, destinations: dict,
             make_sink: SinkFactory | None, ready, connections: int, pipe) -> None:
-    """A worker process: its share of the GETs, one decoder; progress and the outcome to `pipe`."""
+    """A worker process: its share of the GETs; progress and the outcome to `pipe`."""
+    gc.disable()  # as in its parent (collector_paused), for the few seconds it lives
     lock = threading.Lock()  # the fetch threads share the pipe
 
     def send(message) -> None:
@@ -293,7 +298,7 @@ def _worker(config: SnapshotConfig, settings: dict, fetches: list, destinations:
     try:
         repo = Repository(config, settings=settings)
         sink = make_sink(ready) if make_sink else _discard
-        _fetch_share(repo, fetches, destinations, sink, send, decoders=1, connections=connections)
+        _fetch_share(repo, fetches, destinations, sink, send, connections=connections)
         send(_Done(repo.storage.traffic.gets, repo.storage.traffic.bytes_got))
     except BaseException as exc:  # everything goes back to the parent, which raises it
         send(_Failure.of(exc))

@@ -9,10 +9,12 @@ The manifest alone is enough to restore, so a lost index or cache never loses a 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -21,6 +23,22 @@ DIR, FILE, SYMLINK = "dir", "file", "symlink"
 _KIND_CODES = {DIR: "d", FILE: "f", SYMLINK: "l"}
 _KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 SETTLED_NS = 2_000_000_000  # far beyond any filesystem's timestamp tick (ext4 and xfs: a few ms)
+
+
+@contextmanager
+def collector_paused():
+    """Python's cycle collector off for one snapshot, restore or verify (used as a decorator).
+    A manifest is a few objects per file, all alive until the end, and making them triggers
+    full collections that walk every live object: for 15k files two of ~0.1 s each, a quarter
+    of an incremental snapshot. What the engine drops is freed by reference counting; the
+    collector is back on afterwards (unless it was off before)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class BlobRef(NamedTuple):

@@ -10,12 +10,12 @@ same TARGET removes it first). TARGET must not exist or be an empty directory.
 The blobs are fetched, checked and decoded by fetch.py (ranged GETs on parallel connections,
 shared out among worker processes on a machine with several cores). Decoding and writing
 start at once, while this thread creates the directories; a write into a directory not made
-yet waits until they all are. Blobs are
-`pwrite`n at their offsets, and a file is created by the first write into it, so no file is
-ever held whole in memory; memory is bounded by the connections x one GET. A file made of one
-blob gets its mode and mtime through the descriptor its write opened; other files and
-directories get theirs after all data (writing changes mtimes), directories deepest first.
-Owners are not restored: files belong to whoever runs the restore.
+yet waits until they all are. Blobs are `pwrite`n at their offsets, and a file is created by
+the first write into it, so no file is ever held whole in memory; memory is bounded by the
+connections x one GET. A file made of one blob gets its mode and mtime through the
+descriptor its write opened; other files and directories get theirs after all data (writing
+changes mtimes), directories deepest first. Owners are not restored: files belong to
+whoever runs the restore.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from . import codec
 from .errors import TargetNotEmpty
 from .fetch import Destination, fetch_all
-from .manifest import DIR, FILE, SYMLINK, Manifest
+from .manifest import DIR, FILE, SYMLINK, Manifest, collector_paused
 from .progress import Callback, Progress
 from .repo import Repository
 
@@ -55,6 +55,7 @@ class RestoreResult:
         return asdict(self)
 
 
+@collector_paused()
 def snapshot_restore(repo: Repository, snapshot_id: str, target: str, *,
                      progress: Callback | None = None) -> RestoreResult:
     started = time.monotonic()
@@ -84,6 +85,7 @@ def snapshot_restore(repo: Repository, snapshot_id: str, target: str, *,
     )
 
 
+@collector_paused()
 def snapshot_verify(repo: Repository, snapshot_id: str, *, progress: Callback | None = None) -> dict:
     """Fetch and check every blob of a snapshot (authentic, decodable, matching its hash)
     without writing anything; raises the first ObjectMissing/ObjectCorrupt found."""

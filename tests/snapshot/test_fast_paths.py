@@ -6,6 +6,7 @@ repositories written before."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -148,6 +149,30 @@ def test_once_the_directories_are_made_a_missing_one_is_an_error(tmp_path):
 
     with pytest.raises(FileNotFoundError):
         writer(b"blob-id", b"data", [place], None)
+
+
+def test_the_cycle_collector_is_off_during_a_snapshot_and_a_restore_and_back_after(repo, tmp_path, monkeypatch):
+    source = tmp_path / "workspace"
+    source.mkdir()
+    _write(source / "file.txt", b"collected?\n")
+    enabled_inside = []
+    for name in ("save_manifest", "load_manifest"):
+        real = getattr(Repository, name)
+        monkeypatch.setattr(Repository, name, lambda self, *args, real=real: (
+            enabled_inside.append(gc.isenabled()), real(self, *args))[1])
+
+    created = snapshot_create(repo, str(source))
+    snapshot_restore(repo, created.id, str(tmp_path / "restored"))
+    after = gc.isenabled()
+    gc.disable()
+    try:
+        snapshot_restore(repo, created.id, str(tmp_path / "again"))
+        still_off = not gc.isenabled()
+    finally:
+        gc.enable()
+
+    assert enabled_inside and not any(enabled_inside)
+    assert after and still_off  # on again afterwards, unless it was off before
 
 
 def test_a_new_repository_names_blobs_by_blake3(repo, tmp_path):
