@@ -69,14 +69,14 @@ SinkFactory = Callable[[object], Sink]  # given the "directories are ready" even
 
 
 def fetch_all(repo: Repository, manifest: Manifest, progress: Progress, make_sink: SinkFactory | None, *,
-              prepare: Callable[[object], None] | None = None, workers: int | None = None) -> int:
+              prepare: Callable[[object], None] | None = None) -> int:
     """Fetch, check and hand every blob of `manifest` to the sink `make_sink(ready)` builds (one
     per worker process; None: only check); the number of objects read. `prepare(ready)` runs in
     this thread while the first blobs are fetched and decoded, and must set `ready` once the
     sink may write."""
     destinations = _destinations(manifest)
     fetches = _plan_fetches(manifest, destinations)
-    count = _worker_count(repo.parallel, len(fetches)) if workers is None else workers
+    count = _worker_count(repo.parallel, len(fetches))
     if count < 2:
         _fetch_here(repo, fetches, destinations, progress, make_sink, prepare)
     else:
