@@ -131,12 +131,12 @@ def _fetch_share(repo: Repository, fetches: list, destinations: dict, sink: Sink
     used by a process each); `meanwhile` runs in this thread once the GETs are under way. The
     first failure is raised and the GETs not yet started are cancelled."""
     buffer_sets: queue.Queue = queue.Queue()
-    slots = _CoreSlots(1)
+    slot = _CoreSlot()
     for _ in range(1 + SPARE_BUFFERS):
-        buffer_sets.put(codec.DecodeBuffers(blocking=slots.given_away))
+        buffer_sets.put(codec.DecodeBuffers(blocking=slot.given_away))
     pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="fetch")
     try:
-        futures = [pool.submit(_fetch_one, repo, job, destinations, sink, advance, buffer_sets, slots)
+        futures = [pool.submit(_fetch_one, repo, job, destinations, sink, advance, buffer_sets, slot)
                    for job in fetches]
         if meanwhile is not None:
             meanwhile()
@@ -146,30 +146,30 @@ def _fetch_share(repo: Repository, fetches: list, destinations: dict, sink: Sink
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _CoreSlots:
-    """At most `count` decoders compute at once; one that waits for the disk gives its slot
-    away meanwhile (`given_away`), so the core does not idle while writes are under way."""
+class _CoreSlot:
+    """One decoder computes at a time; one that waits for the disk gives the slot away
+    meanwhile (`given_away`), so the core does not idle while writes are under way."""
 
-    def __init__(self, count: int):
-        self._slots = threading.Semaphore(count)
+    def __init__(self):
+        self._slot = threading.Lock()
 
     def __enter__(self):
-        self._slots.acquire()
+        self._slot.acquire()
 
     def __exit__(self, *exc):
-        self._slots.release()
+        self._slot.release()
 
     @contextmanager
     def given_away(self):
-        self._slots.release()
+        self._slot.release()
         try:
             yield
         finally:
-            self._slots.acquire()
+            self._slot.acquire()
 
 
 def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, advance: Callable[[int], None],
-               buffer_sets: queue.Queue, slots: _CoreSlots) -> None:
+               buffer_sets: queue.Queue, slot: _CoreSlot) -> None:
     try:
         # Ranged even for a whole chunk object: its length is known, so the body goes straight
         # into this thread's reused buffer (a longer object's extra bytes are not read at all).
@@ -182,7 +182,7 @@ def _fetch_one(repo: Repository, job: Fetch, destinations: dict, sink: Sink, adv
     view, done = body, 0
     buffers = buffer_sets.get()  # waits while every set of buffers is in use
     try:
-        with slots:  # waits while every core is busy decoding
+        with slot:  # waits while another blob is being decoded
             for blob_id, ref in job.blobs:
                 places = destinations[blob_id]
                 sealed = view[ref.offset - job.start : ref.offset - job.start + ref.length]
@@ -218,6 +218,7 @@ def _needed_by(job: Fetch, destinations: dict) -> str:
 def _fetch_in_workers(repo, fetches, destinations, progress, make_sink, prepare, count) -> None:
     context = _context()
     ready = context.Event()
+    settings = repo.open()  # read once here, not again by each worker
     workers = []
     try:
         for index, (share, connections) in enumerate(_share_out(fetches, destinations, count, repo.parallel)):
@@ -225,7 +226,7 @@ def _fetch_in_workers(repo, fetches, destinations, progress, make_sink, prepare,
             receive, send = context.Pipe(duplex=False)
             process = context.Process(
                 target=_worker, name=f"dumont-fetch-{index}", daemon=True,
-                args=(repo.config, repo.open(), share, mine, make_sink, ready, connections, send),
+                args=(repo.config, settings, share, mine, make_sink, ready, connections, send),
             )
             process.start()
             send.close()  # the worker holds the only writing end: its exit is our EOF
@@ -335,7 +336,7 @@ def _collect(workers: list, progress: Progress, traffic) -> None:
             except EOFError:
                 process = running.pop(receive)
                 process.join()
-                raise SnapshotError(f"the restore worker process {process.pid} ended before its work was done "
+                raise SnapshotError(f"the fetch worker process {process.pid} ended before its work was done "
                                     f"(exit code {process.exitcode})") from None
             if isinstance(message, int):
                 progress.advance(nbytes=message)

@@ -69,17 +69,16 @@ def snapshot_restore(repo: Repository, snapshot_id: str, target: str, *,
         ready.set()  # the writers may go on while the links and empty files are made
         _create_links_and_empty_files(partial, manifest)
 
-    objects = fetch_all(repo, manifest, _progress(manifest, progress, "restore"),
-                        functools.partial(BlobWriter, partial), prepare=prepare)
+    report = _progress(manifest, progress, "restore")
+    objects = fetch_all(repo, manifest, report, functools.partial(BlobWriter, partial), prepare=prepare)
     _apply_metadata(partial, manifest)
     os.sync()  # one flush for the whole tree instead of a fsync per file
     if os.path.isdir(target):
         os.rmdir(target)  # empty, checked by _prepare_partial
     os.rename(partial, target)
     _sync_directory(os.path.dirname(target))
-    files = [entry for entry in manifest.entries if entry.kind == FILE]
     return RestoreResult(
-        id=manifest.id, files=len(files), bytes=sum(entry.size for entry in files), objects=objects,
+        id=manifest.id, files=report.total_files, bytes=report.total_bytes, objects=objects,
         gets=repo.storage.traffic.gets - gets_before, bytes_downloaded=repo.storage.traffic.bytes_got - bytes_before,
         duration_s=round(time.monotonic() - started, 3),
     )
