@@ -143,3 +143,21 @@ def test_recent_timestamps_are_not_trusted(repo, tmp_path, listings):
     assert first.reused_files == 0 and second.reused_files == 4  # all but the recent one
     assert len(listings) == 5  # directories made just now: listed again
     assert (tmp_path / "restored" / "a" / "file0.txt").read_bytes() == b"other version\n"
+
+
+def test_the_snapshot_after_a_restore_reads_no_file(repo, tmp_path, listings):
+    """Hibernate, wake, hibernate again: the wake restores the workspace on another machine, and
+    its next snapshot must not read the workspace again. A restore gives every file its size
+    and mtime back, so each is reused; only the directories (new inodes) are listed again."""
+    root = _tree(tmp_path / "workspace")
+    _snapshot(repo, root, listings)
+    woken = tmp_path / "woken"
+    snapshot_restore(repo, "latest", str(woken))
+
+    after_wake = _snapshot(repo, woken, listings)
+
+    assert after_wake.reused_files == after_wake.files == 5
+    assert after_wake.new_blobs == 0 and after_wake.puts == 1  # the manifest only
+    assert len(listings) == 5  # every directory is new to the scan: listed, not read
+    snapshot_restore(repo, after_wake.id, str(tmp_path / "again"))
+    assert describe(tmp_path / "again") == describe(root)
