@@ -233,6 +233,7 @@ class Snapshotter:
         files = [entry for entry in entries if entry.kind == FILE]
         manifest = self._manifest(source, entries, parent)
         manifest.scan_started_ns = scan_started_ns
+        manifest.skipped = sorted(skipped)
         manifest.stats = {
             "files": len(files), "dirs": _count(entries, "dir"), "symlinks": _count(entries, "symlink"),
             "skipped": len(skipped), "bytes": sum(f.size for f in files), "reused_files": reused,

@@ -103,6 +103,7 @@ class Manifest:
     stats: dict = field(default_factory=dict)
     parent: str | None = None
     scan_started_ns: int | None = None  # wall clock when the scan began (None: written before it was kept)
+    skipped: list = field(default_factory=list)  # paths of special files left out (sockets, FIFOs, devices)
 
     def to_json(self) -> bytes:
         """Format 2: entries as rows (Entry.to_row); blobs as rows [id, object number, offset,
@@ -116,6 +117,7 @@ class Manifest:
             "version": FORMAT_VERSION, "id": self.id, "created": self.created, "source": self.source,
             "host": self.host, "parent": self.parent, "stats": self.stats, "scan_started_ns": self.scan_started_ns,
             "objects": list(objects), "blobs": blobs, "entries": [entry.to_row() for entry in self.entries],
+            "skipped": self.skipped,
         }, separators=(",", ":")).encode()
 
     @classmethod
@@ -135,7 +137,7 @@ class Manifest:
         return cls(
             id=data["id"], created=data["created"], source=data["source"], host=data["host"],
             parent=data.get("parent"), stats=data.get("stats", {}), scan_started_ns=data.get("scan_started_ns"),
-            entries=entries, blobs=blobs,
+            entries=entries, blobs=blobs, skipped=data.get("skipped", []),
         )
 
     def files(self) -> dict:
@@ -164,8 +166,9 @@ def walk_tree(root: str, skipped: list, parent: Manifest | None = None) -> Itera
     creating, deleting or renaming an entry sets a directory's mtime and ctime, and nothing can
     set a ctime back. Reading a directory costs a disk read when its blocks are not cached;
     stat()ing names the kernel already knows does not. A name that has gone meanwhile (it
-    cannot, by the above, short of clock trouble) makes the directory listed after all. Skipped
-    special files in such a directory are not counted."""
+    cannot, by the above, short of clock trouble) makes the directory listed after all. Special
+    files skipped in such a directory come from the parent's list of them, so `skipped` is the
+    same either way."""
     root_stat = os.lstat(root)
     if not stat.S_ISDIR(root_stat.st_mode):
         raise NotADirectoryError(root)
@@ -181,17 +184,22 @@ class _Walker:
         self.parent = parent
         self.before: dict = {}  # path -> the parent's entry
         self.children: dict = {}  # directory path -> names of its entries in the parent, in order
+        self.skipped_before: dict = {}  # directory path -> its special files the parent skipped
         if parent is not None and parent.scan_started_ns is not None:
             for entry in parent.entries:
                 self.before[entry.path] = entry
                 if entry.path:
                     directory, _, name = entry.path.rpartition("/")
                     self.children.setdefault(directory, []).append(name)
+            for path in parent.skipped:
+                self.skipped_before.setdefault(path.rpartition("/")[0], []).append(path)
 
     def directory(self, absolute: str, entry: Entry) -> Iterator[Entry]:
         found = self._known_children(absolute, entry)
         if found is None:
             found = self._listed_children(absolute, entry.path)
+        else:  # unchanged since the parent: so are the special files in it, which it did not record
+            self.skipped.extend(self.skipped_before.get(entry.path, ()))
         for path, child_absolute, info in found:
             child = _entry(path, info)
             if child.kind == DIR:

@@ -161,3 +161,18 @@ def test_the_snapshot_after_a_restore_reads_no_file(repo, tmp_path, listings):
     assert len(listings) == 5  # every directory is new to the scan: listed, not read
     snapshot_restore(repo, after_wake.id, str(tmp_path / "again"))
     assert describe(tmp_path / "again") == describe(root)
+
+
+def test_special_files_in_an_unlisted_directory_are_still_counted_as_skipped(repo, tmp_path, settled_at_once,
+                                                                               listings):
+    root = _tree(tmp_path / "workspace")
+    os.mkfifo(root / "b" / "pipe")
+    os.mkfifo(root / "pipe")
+    first = _snapshot(repo, root, listings)
+    (root / "new.txt").write_bytes(b"new\n")  # the root is listed again, "b" is not
+
+    second = _snapshot(repo, root, listings)
+
+    assert [os.path.relpath(path, root) for path in listings] == ["."]
+    assert first.skipped == second.skipped == 2
+    assert repo.load_manifest(second.id).skipped == ["b/pipe", "pipe"]
