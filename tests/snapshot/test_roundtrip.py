@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from agent.snapshot import (
@@ -70,3 +72,29 @@ def test_restore_refuses_a_non_empty_target_and_fills_an_empty_one(repo, tmp_pat
 
     assert (occupied / "precious").read_text() == "keep me"
     assert describe(empty) == describe(source)
+
+
+def test_names_that_are_not_plain_ascii_round_trip(repo, tmp_path):
+    """Linux names are bytes: non-ASCII, not UTF-8 at all, with spaces, newlines or a backslash
+    all come back as they were, and the next snapshot still recognises each unchanged file."""
+    source = tmp_path / "workspace"
+    source.mkdir()
+    names = [b"caf\xc3\xa9 na\xc3\xafve.txt", b"not-utf8-\xff\xfe.bin", b"line\nbreak", b" leading space",
+             b"back\\slash", "日本語".encode()]
+    for number, name in enumerate(names):
+        with open(os.path.join(os.fsencode(source), name), "wb") as file:
+            file.write(b"file %d\n" % number)
+    os.mkdir(os.path.join(os.fsencode(source), b"dir-\xe9"))
+    with open(os.path.join(os.fsencode(source), b"dir-\xe9", b"inner\xff"), "wb") as file:
+        file.write(b"inner\n")
+    os.utime(source, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+
+    first = snapshot_create(repo, str(source))
+    restored = tmp_path / "restored"
+    snapshot_restore(repo, first.id, str(restored))
+    second = snapshot_create(repo, str(source))
+
+    assert sorted(os.listdir(os.fsencode(restored))) == sorted(names + [b"dir-\xe9"])
+    assert describe(restored) == describe(source)
+    assert first.files == second.files == 7
+    assert second.new_blobs == 0
