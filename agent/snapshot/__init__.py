@@ -30,6 +30,7 @@ from .create import CreateResult, snapshot_create
 from .errors import (
     ConfigError,
     LockLost,
+    NotEnoughSpace,
     ObjectCorrupt,
     ObjectMissing,
     RepositoryLocked,
@@ -54,8 +55,8 @@ def warm_up() -> None:
 
 
 __all__ = [
-    "ConfigError", "CreateResult", "GcResult", "LockLost", "ObjectCorrupt", "ObjectMissing", "Repository",
-    "RepositoryLocked", "RestoreResult", "SnapshotConfig", "SnapshotError", "StorageConfig", "StorageError",
-    "TargetNotEmpty", "WrongKey", "config_from_env", "snapshot_create", "snapshot_forget", "snapshot_gc",
+    "ConfigError", "CreateResult", "GcResult", "LockLost", "NotEnoughSpace", "ObjectCorrupt", "ObjectMissing",
+    "Repository", "RepositoryLocked", "RestoreResult", "SnapshotConfig", "SnapshotError", "StorageConfig",
+    "StorageError", "TargetNotEmpty", "WrongKey", "config_from_env", "snapshot_create", "snapshot_forget", "snapshot_gc",
     "snapshot_restore", "snapshot_verify", "warm_up",
 ]

@@ -48,6 +48,10 @@ class TargetNotEmpty(SnapshotError):
     """A restore refuses to write over an existing, non-empty directory."""
 
 
+class NotEnoughSpace(SnapshotError):
+    """The restore target's filesystem cannot hold the snapshot; refused before any download."""
+
+
 class RepositoryLocked(SnapshotError):
     """Another process holds a lock that excludes this operation (locks.py); nothing was changed."""
 

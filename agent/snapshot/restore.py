@@ -5,7 +5,9 @@ A restore never writes into TARGET directly. It builds the tree in the sibling d
 authenticated, decompressed, checked against its hash and written — and one `os.sync()` has
 made it durable — renames it to TARGET. So after a failure TARGET is untouched, and a
 `*.dumont-partial` directory is by its name an incomplete restore (the next restore to the
-same TARGET removes it first). TARGET must not exist or be an empty directory.
+same TARGET removes it first). TARGET must not exist or be an empty directory, and its
+filesystem must have room for the snapshot: a restore that cannot fit is refused before any
+download (`NotEnoughSpace`).
 
 The blobs are fetched, checked and decoded by fetch.py (ranged GETs on parallel connections,
 shared out among worker processes on a machine with several cores). Decoding and writing
@@ -30,7 +32,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from . import codec
-from .errors import TargetNotEmpty
+from .errors import NotEnoughSpace, TargetNotEmpty
 from .fetch import Destination, fetch_all
 from .manifest import DIR, FILE, SYMLINK, Manifest, collector_paused
 from .progress import Callback, Progress
@@ -62,6 +64,11 @@ def snapshot_restore(repo: Repository, snapshot_id: str, target: str, *,
     manifest = repo.load_manifest(repo.resolve(snapshot_id))
     target = os.path.abspath(target)
     partial = _prepare_partial(target)
+    try:
+        _check_room(partial, manifest)
+    except NotEnoughSpace:
+        os.rmdir(partial)  # nothing written yet: no incomplete tree to leave behind
+        raise
     gets_before, bytes_before = repo.storage.traffic.gets, repo.storage.traffic.bytes_got
 
     def prepare(ready) -> None:
@@ -108,6 +115,26 @@ def _prepare_partial(target: str) -> str:
         shutil.rmtree(partial)  # left by an earlier restore that failed
     os.makedirs(partial, mode=0o700)
     return partial
+
+
+def _check_room(partial: str, manifest: Manifest) -> None:
+    """Refuse at once, not after downloading most of it, a snapshot the filesystem cannot hold:
+    every file's bytes rounded up to whole blocks (a restore writes zeros too: sparse files come
+    back dense) plus a block per directory and symlink, and an inode per entry."""
+    room = os.statvfs(partial)
+    block = room.f_frsize or 4096
+    blocks = sum(-(-entry.size // block) if entry.kind == FILE else 1 for entry in manifest.entries)
+    need, free = blocks * block, room.f_bavail * room.f_frsize
+    if need > free:
+        raise NotEnoughSpace(f"snapshot {manifest.id} needs {_gb(need)} on the filesystem of {partial}, "
+                             f"which has {_gb(free)} free; restore to a larger disk")
+    if room.f_files and len(manifest.entries) > room.f_favail:  # f_files 0: no inode limit (btrfs)
+        raise NotEnoughSpace(f"snapshot {manifest.id} has {len(manifest.entries):,} files and directories; the "
+                             f"filesystem of {partial} has room for {room.f_favail:,} more")
+
+
+def _gb(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.1f} GB"
 
 
 def _create_directories(partial: str, manifest: Manifest) -> None:

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from agent.snapshot import (
+    NotEnoughSpace,
     TargetNotEmpty,
     snapshot_create,
     snapshot_restore,
@@ -98,3 +99,24 @@ def test_names_that_are_not_plain_ascii_round_trip(repo, tmp_path):
     assert describe(restored) == describe(source)
     assert first.files == second.files == 7
     assert second.new_blobs == 0
+
+
+def test_a_snapshot_larger_than_the_free_space_is_refused_before_any_download(repo, tmp_path):
+    source = tmp_path / "workspace"
+    source.mkdir()
+    (source / "chunk.bin").write_bytes(os.urandom(1024 * 1024))
+    manifest = repo.load_manifest(snapshot_create(repo, str(source)).id)
+    # The same 1 MiB blob over and over: a file larger than this filesystem's free space.
+    room = os.statvfs(tmp_path)
+    repeats = room.f_bavail * room.f_frsize // (1024 * 1024) + 16
+    entry = manifest.files()["chunk.bin"]
+    entry.blobs, entry.size = entry.blobs * repeats, entry.size * repeats
+    manifest.id = "29991231T000000.000Z-00000000"
+    repo.save_manifest(manifest)
+    gets = repo.storage.traffic.gets
+
+    with pytest.raises(NotEnoughSpace, match=r"needs \d+\.\d GB on the filesystem of .* which has \d+\.\d GB free"):
+        snapshot_restore(repo, manifest.id, str(tmp_path / "restored"))
+
+    assert repo.storage.traffic.gets - gets == 1  # the manifest, no data
+    assert sorted(os.listdir(tmp_path)) == ["workspace"]  # no partial tree left behind
