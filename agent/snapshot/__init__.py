@@ -57,6 +57,6 @@ def warm_up() -> None:
 __all__ = [
     "ConfigError", "CreateResult", "GcResult", "LockLost", "NotEnoughSpace", "ObjectCorrupt", "ObjectMissing",
     "Repository", "RepositoryLocked", "RestoreResult", "SnapshotConfig", "SnapshotError", "StorageConfig",
-    "StorageError", "TargetNotEmpty", "WrongKey", "config_from_env", "snapshot_create", "snapshot_forget", "snapshot_gc",
-    "snapshot_restore", "snapshot_verify", "warm_up",
+    "StorageError", "TargetNotEmpty", "WrongKey", "config_from_env", "snapshot_create", "snapshot_forget",
+    "snapshot_gc", "snapshot_restore", "snapshot_verify", "warm_up",
 ]
