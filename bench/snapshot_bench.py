@@ -584,7 +584,7 @@ def main() -> None:
         restic = Restic(s3, run_prefix + "restic", args.parallel, scratch / "restic-cache")
         try:
             results = measure(ours, restic, s3, workspace, scratch, shape, random.Random(args.seed), args.rounds,
-                          args.drop)
+                              args.drop)
         finally:
             ours.close()
         stored = {tool: s3.stored_bytes(f"{run_prefix}{tool}/") for tool in ("ours", "restic")}

@@ -44,7 +44,6 @@ from .repo import Repository
 from .restore import RestoreResult, snapshot_restore, snapshot_verify
 
 
-
 def warm_up() -> None:
     """What an agent does at start, before its first command: import what tensor blobs need
     (numpy) and start the fork server restores take their worker processes from."""

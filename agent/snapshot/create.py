@@ -5,11 +5,12 @@ are stored together in one object. Files up to 1 MiB are one blob each, bundled 
 packs shared by all small files. Small chunks make an incremental snapshot upload little more
 than what changed; objects of up to 8 MiB of one file's region (and 8 MiB packs) keep objects
 and requests few (a restore GETs each whole), and let a deleted or rewritten large file free
-whole objects. (An object stays whole while any of its blobs is in use: gc.py.) A blob is identified by the hash of its
-plaintext (BLAKE3; sha256 in older repositories: repo.py); one already stored (by the newest
-snapshots) or already being stored by this run is never uploaded again. Files whose size and mtime match the parent snapshot are not
-even read. Fixed-size chunks re-upload everything after an insertion in the middle of a large
-file; content-defined chunking would fix that and is a later improvement.
+whole objects. (An object stays whole while any of its blobs is in use: gc.py.) A blob is
+identified by the hash of its plaintext (BLAKE3; sha256 in older repositories: repo.py); one
+already stored (by the newest snapshots) or already being stored by this run is never uploaded
+again. Files whose size and mtime match the parent snapshot are not even read. Fixed-size
+chunks re-upload everything after an insertion in the middle of a large file;
+content-defined chunking would fix that and is a later improvement.
 
 Work runs on a pool of `parallel` threads; hashing, zstd, AES-GCM and socket I/O release the
 GIL. At most 2 x parallel work items are queued, so memory stays bounded (each thread reuses

@@ -226,15 +226,19 @@ class _Walker:
                 info = os.lstat(child_absolute)
             except FileNotFoundError:
                 return None
-            found.append((f"{entry.path}/{name}" if entry.path else name, child_absolute, info))
+            found.append((_child(entry.path, name), child_absolute, info))
         return found
 
     @staticmethod
     def _listed_children(absolute: str, relative: str) -> list:
         with os.scandir(absolute) as listing:
             children = sorted(listing, key=lambda item: item.name)
-        return [(f"{relative}/{child.name}" if relative else child.name, child.path, child.stat(follow_symlinks=False))
-                for child in children]
+        return [(_child(relative, child.name), child.path, child.stat(follow_symlinks=False)) for child in children]
+
+
+def _child(directory: str, name: str) -> str:
+    """The path of `name` in `directory`, both relative to the snapshot root ("" is the root)."""
+    return f"{directory}/{name}" if directory else name
 
 
 def _entry(path: str, info: os.stat_result) -> Entry:
