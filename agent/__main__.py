@@ -24,6 +24,7 @@ from .protect import protect_workspace
 from .runner import EXIT_CONFIG, EXIT_STOPPED, Runner, Sampler, Timing
 
 log = logging.getLogger("dumont.agent")
+WARM_UP_JOIN_S = 30.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,11 +43,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_on_signal)
-    threading.Thread(target=_warm_snapshot_engine, name="warm-up", daemon=True).start()
+    warm_up = threading.Thread(target=_warm_snapshot_engine, name="warm-up", daemon=True)
+    warm_up.start()
     try:
         return _runner(config, gpu, env).run()
     finally:
         gpu.close()
+        # An agent that exits at once (its token refused) must not leave the warm-up thread in
+        # the middle of importing a C extension: the interpreter's shutdown would abort the
+        # process (SIGABRT, "exception not rethrown") instead of exiting with its status.
+        warm_up.join(timeout=WARM_UP_JOIN_S)
 
 
 def _parser() -> argparse.ArgumentParser:

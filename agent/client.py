@@ -9,7 +9,6 @@ import urllib.request
 
 from . import __version__, wire
 
-STATUS_PATH = "/api/v1/agent/status"
 # The control plane answers these when the token no longer speaks for an instance: it was
 # destroyed, or the token was never its own. Retrying cannot help.
 TOKEN_REJECTED_CODES = (401, 403, 404)
@@ -31,7 +30,7 @@ class ControlPlane:
 
     def post_heartbeat(self, heartbeat: wire.Heartbeat) -> wire.HeartbeatReply:
         request = urllib.request.Request(
-            self.url + STATUS_PATH,
+            self.url + wire.STATUS_PATH,
             data=json.dumps(heartbeat.to_dict()).encode(),
             method="POST",
             headers={

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PROTOCOL_VERSION = 1
+# Where the agent posts its heartbeats, on the control plane's URL.
+STATUS_PATH = "/api/v1/agent/status"
 
 COMMAND_KINDS = ("snapshot", "restore", "stop_agent", "echo")
 UPDATE_STATUSES = ("acknowledged", "running", "succeeded", "failed")

@@ -1,6 +1,7 @@
 """Heartbeat ingestion benchmark: the real endpoint under gunicorn on PostgreSQL.
 
     .venv/bin/python bench/heartbeat_bench.py [--agents 5000] [--seconds 20] [--connections 32]
+        [--compare REV [--rounds 2]]
 
 Creates a scratch database (`<name>_bench`, dropped afterwards) with N instances and agent
 tokens, starts gunicorn (production settings: DEBUG off; one sync worker per CPU) on loopback, and drives
@@ -9,6 +10,11 @@ a different agent sending one sample, round-robin over all agents. Prints heartb
 latency percentiles, the target (>= 1000/s, p99 < 100 ms on a 2-core machine: 5,000 machines
 at a 5 s interval), and as a peer in the same run the same server answering a bare 404 (the
 floor of Django + gunicorn on this machine).
+
+With --compare REV the same measurement also runs against the server of git revision REV (its
+tree exported to a scratch directory, the same venv, the same database: the tables did not
+change names across the layered split), alternating old and new for --rounds rounds, and the
+ratio of the two medians is printed.
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ def parse_args():
     parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
     parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread)")
     parser.add_argument("--port", type=int, default=8931)
+    parser.add_argument("--compare", metavar="REV", help="also measure the server of this git revision")
+    parser.add_argument("--rounds", type=int, default=2, help="old/new rounds with --compare")
     return parser.parse_args()
 
 
@@ -92,8 +100,9 @@ with psycopg.connect({admin_url!r}, autocommit=True) as c:
 import django, json, time
 django.setup()
 from django.contrib.auth import get_user_model
-from apps.instances.models import Agent, Instance
-from apps.instances.agent_services import token_digest
+from apps.agents.models import Agent
+from apps.instances.models import Instance
+from apps.agents.services import token_digest
 import secrets
 user = get_user_model().objects.create_user("bench")
 instances = Instance.objects.bulk_create(
@@ -111,12 +120,12 @@ with open({str(lines_path)!r}, "w") as out:
 """], env)
 
 
-def start_gunicorn(env: dict, port: int, args) -> subprocess.Popen:
+def start_gunicorn(env: dict, port: int, args, tree: Path = ROOT) -> subprocess.Popen:
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "dumont.wsgi", "--bind", f"127.0.0.1:{port}",
          "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
          "--backlog", "2048", "--log-level", "warning"],
-        env=env, cwd=ROOT,
+        env={**env, "PYTHONPATH": str(tree)}, cwd=tree,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -148,6 +157,33 @@ def report(name: str, r: dict) -> None:
           f"p99 {ms(r['p99']):6.1f} ms   max {ms(r['max']):7.1f} ms   errors {r['errors']}   non-2xx {r['non2xx']}")
 
 
+def export_revision(rev: str, into: Path) -> Path:
+    """The tree of git revision `rev`, written to `into` (nothing of it is committed)."""
+    into.mkdir()
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def measure(env: dict, args, tree: Path, script: Path, lines: Path, *, peer_script: Path | None = None):
+    server = start_gunicorn(env, args.port, args, tree)
+    try:
+        wrk(args.port, 3, args.connections, script, [str(lines)])  # warm-up: connections, caches
+        heartbeats = wrk(args.port, args.seconds, args.connections, script, [str(lines)])
+        peer = wrk(args.port, max(5, args.seconds // 2), args.connections, peer_script, [str(lines)]) \
+            if peer_script else None
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return heartbeats, peer
+
+
+def median_rate(runs: list[dict]) -> float:
+    rates = sorted(run["rate"] for run in runs)
+    middle = len(rates) // 2
+    return rates[middle] if len(rates) % 2 else (rates[middle - 1] + rates[middle]) / 2
+
+
 def main() -> None:
     args = parse_args()
     if not shutil.which("wrk"):
@@ -160,24 +196,30 @@ def main() -> None:
         script.write_text(LUA)
         peer_script.write_text(LUA.replace('wrk.format("POST", "/api/v1/agent/status", headers[i], bodies[i])',
                                            'wrk.format("GET", "/bench-peer-404", {}, nil)'))
+        old_tree = export_revision(args.compare, Path(scratch) / "old") if args.compare else None
         print(f"preparing {args.agents} agents …", flush=True)
         prepare(env, args.agents, lines)
-        server = start_gunicorn(env, args.port, args)
-        try:
-            wrk(args.port, 3, args.connections, script, [str(lines)])  # warm-up: connections, caches
-            heartbeats = wrk(args.port, args.seconds, args.connections, script, [str(lines)])
-            peer = wrk(args.port, max(5, args.seconds // 2), args.connections, peer_script, [str(lines)])
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        heartbeats, peer = measure(env, args, ROOT, script, lines, peer_script=peer_script)
+        new_runs, old_runs = [heartbeats], []
+        for _ in range(args.rounds if old_tree else 0):
+            old_runs.append(measure(env, args, old_tree, script, lines)[0])
+            if len(new_runs) < args.rounds:
+                new_runs.append(measure(env, args, ROOT, script, lines)[0])
     print(f"\n{os.cpu_count()} CPUs, gunicorn {args.workers} {args.worker_class} workers × {args.threads} threads, "
           f"wrk {args.connections} connections, "
           f"{args.agents} agents, {args.seconds} s")
-    report("heartbeats (1 sample each)", heartbeats)
+    for number, run in enumerate(new_runs, 1):
+        report(f"heartbeats, this tree #{number}", run)
+    for number, run in enumerate(old_runs, 1):
+        report(f"heartbeats, {args.compare} #{number}", run)
     report("peer: bare 404, same server", peer)
     ok = heartbeats["rate"] >= 1000 and heartbeats["p99"] < 100_000 and not heartbeats["non2xx"]
     print(f"target >= 1000/s with p99 < 100 ms: {'met' if ok else 'NOT met'}")
-    print(json.dumps({"heartbeats": heartbeats, "peer_404": peer}))
+    if old_runs:
+        ratio = median_rate(new_runs) / median_rate(old_runs)
+        print(f"this tree / {args.compare} (median heartbeats/s): {ratio:.3f}"
+              f" ({'within' if ratio >= 0.9 else 'NOT within'} 10%)")
+    print(json.dumps({"heartbeats": new_runs, "old": old_runs, "peer_404": peer}))
 
 
 if __name__ == "__main__":

@@ -194,7 +194,7 @@ def time_to_ready(instance) -> float:
 
 
 def race_figures(instances) -> dict:
-    from apps.instances.race.models import Race
+    from apps.races.models import Race
 
     races = list(Race.objects.filter(instance__in=instances).prefetch_related("candidates"))
     overhead, cleanup, late = [], [], 0
@@ -258,7 +258,7 @@ def main() -> None:
         import redis
 
         django.setup()
-        from apps.instances.ssh import control_plane_key
+        from apps.providers.ssh import control_plane_key
 
         control_plane_key()  # one key file for every process, made before any of them starts
         redis.Redis.from_url(env["REDIS_URL"]).flushdb()
@@ -280,7 +280,8 @@ def main() -> None:
 def bench(args, singles: int, cloud, processes: Processes) -> dict:
     from django.contrib.auth import get_user_model
 
-    from apps.instances.models import Instance, StrayMachine
+    from apps.instances.models import Instance
+    from apps.races.models import StrayMachine
 
     user = get_user_model().objects.create_user("bench")
     time.sleep(3)  # workers and beat up
@@ -310,7 +311,7 @@ def bench(args, singles: int, cloud, processes: Processes) -> dict:
     race_ready = [time_to_ready(i) for i in Instance.objects.filter(pk__in=[i.pk for i in raced])]
     destroy_all(raced)  # waits for every destroy, the killed worker's too (the reconciler resends them)
     # Clean-up is measured once every race's worker has let go (the killed one's are resumed).
-    from apps.instances.race.models import Race
+    from apps.races.models import Race
 
     deadline = time.monotonic() + 60
     while Race.objects.filter(instance__in=raced, lease_until__isnull=False).exists() and time.monotonic() < deadline:

@@ -69,14 +69,23 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "django_celery_beat",
+    # The layers, bottom up (README "Architecture"); apps.providers is a plain package, no app.
     "apps.instances",
+    "apps.agents",
+    "apps.races",
     "apps.snapshots",
     "apps.billing",
+    "apps.hibernation",
     "apps.standby",
+    "apps.web",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "apps.providers.middleware.NoProviderCallsInRequests",
+    # Answers agents' heartbeats itself: the middleware below this line never sees them
+    # (apps/agents/middleware.py says why).
+    "apps.agents.middleware.HeartbeatFastPath",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -84,7 +93,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "apps.instances.middleware.NoProviderCallsInRequests",
 ]
 
 ROOT_URLCONF = "dumont.urls"
@@ -174,10 +182,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "InstanceStatusEnum": "apps.instances.models.InstanceStatus",
-        "AgentStatusEnum": "apps.instances.models.AgentStatus",
-        "CommandStatusEnum": "apps.instances.models.CommandStatus",
-        "StartStrategyEnum": "apps.instances.race.models.StartStrategy",
-        "RaceStatusEnum": "apps.instances.race.models.RaceStatus",
+        "AgentStatusEnum": "apps.agents.models.AgentStatus",
+        "CommandStatusEnum": "apps.agents.models.CommandStatus",
+        "StartStrategyEnum": "apps.instances.models.StartStrategy",
+        "RaceStatusEnum": "apps.races.models.RaceStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -197,17 +205,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+# Tasks by their names (each app's tasks.py), never by module path.
+DUMONT_RECONCILE_INTERVAL = env_seconds("DUMONT_RECONCILE_INTERVAL", 30)
 CELERY_BEAT_SCHEDULE = {
-    "agents-mark-silent": {"task": "apps.instances.tasks.agents_mark_silent", "schedule": 15.0},
-    "machines-reconcile": {
-        "task": "apps.instances.tasks.machines_reconcile",
-        "schedule": env_seconds("DUMONT_RECONCILE_INTERVAL", 30),
-    },
-    "snapshots-fail-stale": {"task": "apps.snapshots.tasks.snapshots_fail_stale", "schedule": 60.0},
-    "hibernation-tick": {"task": "apps.instances.tasks.hibernation_tick",
-                         "schedule": env_seconds("DUMONT_HIBERNATION_TICK", 15)},
-    "snapshots-expire": {"task": "apps.snapshots.tasks.snapshots_expire", "schedule": 3600.0},
-    "agent-samples-purge": {"task": "apps.instances.tasks.agent_samples_purge", "schedule": 3600.0},
+    "agents-mark-silent": {"task": "agents.mark_silent", "schedule": 15.0},
+    "machines-reconcile": {"task": "races.reconcile", "schedule": DUMONT_RECONCILE_INTERVAL},
+    "instances-requeue-stalled": {"task": "instances.requeue_stalled", "schedule": DUMONT_RECONCILE_INTERVAL},
+    "snapshots-fail-stale": {"task": "snapshots.fail_stale", "schedule": 60.0},
+    "hibernation-tick": {"task": "hibernation.tick", "schedule": env_seconds("DUMONT_HIBERNATION_TICK", 15)},
+    "snapshots-expire": {"task": "snapshots.expire", "schedule": 3600.0},
+    "agent-samples-purge": {"task": "agents.samples_purge", "schedule": 3600.0},
 }
 
 # --- Providers --------------------------------------------------------------------------------
@@ -275,7 +282,7 @@ DUMONT_AGENT_UPLOAD_DEPENDENCIES = env_bool("DUMONT_AGENT_UPLOAD_DEPENDENCIES", 
 DUMONT_IDLE_GPU_THRESHOLD = env_positive("DUMONT_IDLE_GPU_THRESHOLD", 5.0, unit="percent")
 DUMONT_IDLE_WINDOW = env_seconds("DUMONT_IDLE_WINDOW", 180)
 DUMONT_IDLE_SIGNALS = env_list("DUMONT_IDLE_SIGNALS", ["ssh_input", "jupyter"])
-if set(DUMONT_IDLE_SIGNALS) - {"ssh_input", "jupyter", "cpu"}:  # apps.instances.idle.SIGNALS
+if set(DUMONT_IDLE_SIGNALS) - {"ssh_input", "jupyter", "cpu"}:  # apps.instances.models.IDLE_SIGNALS
     raise ImproperlyConfigured(
         f"DUMONT_IDLE_SIGNALS={','.join(DUMONT_IDLE_SIGNALS)}: each must be one of ssh_input, jupyter, cpu"
     )

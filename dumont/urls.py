@@ -9,7 +9,8 @@ api_v1 = [
     path("auth/refresh", TokenRefreshView.as_view(), name="auth-refresh"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("", include("apps.instances.urls")),
+    path("", include("apps.web.urls")),
+    path("", include("apps.agents.urls")),
     path("", include("apps.snapshots.urls")),
     path("", include("apps.billing.urls")),
 ]
@@ -19,7 +20,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include(api_v1)),
-    path("", include("apps.instances.page_urls")),
+    path("", include("apps.web.page_urls")),
     path("", include("apps.snapshots.page_urls")),
     path("", include("apps.billing.page_urls")),
 ]

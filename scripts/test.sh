@@ -16,5 +16,8 @@ export DUMONT_VAR_DIR="$PWD/var/test"
 export DUMONT_AGENT_UPLOAD_DEPENDENCIES=true
 mkdir -p "$DUMONT_VAR_DIR"
 
+log "checking the import contracts (pyproject.toml, [tool.importlinter])"
+.venv/bin/lint-imports --no-cache
+
 log "running the test suite"
 exec .venv/bin/python -m pytest "$@"

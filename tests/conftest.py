@@ -67,39 +67,43 @@ def anon_api() -> APIClient:
 
 
 class TaskQueue:
-    """Celery tasks sent during a test, run on demand in this process (outside any request)."""
+    """Celery tasks sent during a test (dumont.dispatch sends them by name), run on demand in this
+    process (outside any request)."""
 
     def __init__(self):
-        self.sent: list[tuple] = []
+        self.sent: list[tuple[str, tuple, dict]] = []
 
     def names(self) -> list[str]:
-        return [task.name.rsplit(".", 1)[-1] for task, _, _ in self.sent]
+        return [name for name, _, _ in self.sent]
 
     def drain(self, *, timeout: float = 30.0) -> list[str]:
         """Run queued tasks (and those they queue) in order, honouring countdowns, until empty."""
         import time
 
+        from dumont.celery import app
+
+        app.loader.import_default_modules()  # every app's tasks.py, as a worker imports them
         ran, deadline = [], time.monotonic() + timeout
         while self.sent:
             if time.monotonic() > deadline:
                 raise AssertionError(f"tasks still queued after {timeout}s: {self.names()}")
-            task, args, options = self.sent.pop(0)
+            name, args, options = self.sent.pop(0)
             time.sleep(min(options.get("countdown") or 0, 1.0))
-            task.apply(args=args).get()
-            ran.append(task.name.rsplit(".", 1)[-1])
+            app.tasks[name].apply(args=args).get()
+            ran.append(name)
         return ran
 
 
 @pytest.fixture
 def tasks(monkeypatch) -> TaskQueue:
-    from celery.app.task import Task
+    from celery import Celery
 
     queue = TaskQueue()
 
-    def capture(self, args=None, kwargs=None, **options):
-        queue.sent.append((self, tuple(args or ()), options))
+    def capture(self, name, args=None, kwargs=None, **options):
+        queue.sent.append((name, tuple(args or ()), options))
 
-    monkeypatch.setattr(Task, "apply_async", capture)
+    monkeypatch.setattr(Celery, "send_task", capture)
     return queue
 
 

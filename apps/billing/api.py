@@ -7,7 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.instances.serializers import ErrorSerializer
+from dumont.api import ErrorSerializer
 
 from . import selectors
 from .periods import DEFAULT_DAYS, MAX_DAYS, period_from_params

@@ -1,3 +1,9 @@
+"""The instance: what the user rented, its state machine, its audit trail, idempotency records.
+
+Layer 2. Agents, races, snapshots, billing and hibernation keep their own models in their apps and
+point at Instance; nothing here points at them.
+"""
+
 from __future__ import annotations
 
 import uuid
@@ -6,21 +12,23 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-# Race rows live in race/models.py; imported here so Django registers them with this app.
-from .race.models import Race, RaceCandidate, StartStrategy, StrayMachine  # noqa: F401
-from .hibernation.models import Wake  # noqa: F401  (same: registered with this app)
+# What counts as use for the idle rule (apps.hibernation.idle); kept here for the field's validator.
+IDLE_SIGNALS = ("ssh_input", "jupyter", "cpu")
 
 
 def _validate_idle_signals(value) -> None:
-    from .idle import SIGNALS
-
     if value is None:
         return
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValidationError("a list of signal names")
-    unknown = sorted(set(value) - set(SIGNALS))
+    unknown = sorted(set(value) - set(IDLE_SIGNALS))
     if unknown:
-        raise ValidationError(f"unknown signals {', '.join(unknown)}; known: {', '.join(SIGNALS)}")
+        raise ValidationError(f"unknown signals {', '.join(unknown)}; known: {', '.join(IDLE_SIGNALS)}")
+
+
+class StartStrategy(models.TextChoices):
+    RACE = "race", "race several machines, keep the first ready"
+    SINGLE = "single", "rent one machine and wait for it"
 
 
 class InstanceStatus(models.TextChoices):
@@ -172,101 +180,3 @@ class IdempotencyRecord(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["user", "scope", "key"], name="idempotency_unique_key")
         ]
-
-
-# --- the agent on the machine ---------------------------------------------------------------
-
-
-class AgentStatus(models.TextChoices):
-    NOT_INSTALLED = "not_installed"
-    INSTALLING = "installing"
-    WAITING = "waiting", "waiting for first heartbeat"
-    HEALTHY = "healthy"
-    SILENT = "silent", "stopped reporting"
-    FAILED = "failed"
-
-
-class Agent(models.Model):
-    """The agent of one instance: its token, health and the latest it reported.
-
-    The token is stored as a sha256 digest: it is 32 random bytes, so a slow hash adds nothing.
-    """
-
-    instance = models.OneToOneField(Instance, on_delete=models.CASCADE, primary_key=True, related_name="agent")
-    token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
-    status = models.CharField(max_length=20, choices=AgentStatus.choices, default=AgentStatus.NOT_INSTALLED)
-    error = models.TextField(blank=True, help_text="Why the install failed, naming the step.")
-    version = models.CharField(max_length=30, blank=True)
-    install_started_at = models.DateTimeField(null=True, blank=True)
-    installed_at = models.DateTimeField(null=True, blank=True)
-    first_heartbeat_at = models.DateTimeField(null=True, blank=True)
-    last_heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    last_seq = models.BigIntegerField(default=0)
-    samples_received = models.BigIntegerField(default=0, help_text="Also the next ring slot to write.")
-    latest = models.JSONField(null=True, blank=True, help_text="The newest sample, as sent.")
-
-    def __str__(self) -> str:
-        return f"agent of {self.instance_id} ({self.status})"
-
-
-class AgentSample(models.Model):
-    """A bounded ring of recent samples per instance: slot = sample number mod ring size.
-
-    Enough for the idle rule and a sparkline; writing over old slots keeps the table from
-    growing by a row per heartbeat forever, without a pruning job.
-    """
-
-    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="samples")
-    slot = models.PositiveIntegerField()
-    at = models.DateTimeField()
-    gpu_util_max = models.FloatField(null=True, help_text="Busiest GPU, % over the interval; null on error")
-    gpu_error = models.TextField(blank=True)
-    ssh_sessions = models.PositiveIntegerField(default=0)
-    last_input_age_s = models.FloatField(null=True)
-    jupyter_busy_kernels = models.PositiveIntegerField(null=True)
-    cpu_percent = models.FloatField(default=0)
-    data = models.JSONField(help_text="The whole sample, as sent")
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["instance", "slot"], name="agent_sample_ring_slot")]
-        indexes = [models.Index(fields=["instance", "at"])]
-
-
-class CommandStatus(models.TextChoices):
-    PENDING = "pending"
-    DELIVERED = "delivered", "delivered, not yet acknowledged"
-    ACKNOWLEDGED = "acknowledged"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-# Progress only moves forward; a late or repeated update never undoes a later one.
-COMMAND_ORDER = {status: rank for rank, status in enumerate(CommandStatus.values)}
-COMMAND_FINAL = frozenset({CommandStatus.SUCCEEDED, CommandStatus.FAILED})
-
-
-class AgentCommand(models.Model):
-    """Work for the agent, delivered with heartbeat replies until the agent acknowledges it."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="commands")
-    kind = models.CharField(max_length=30)
-    args = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=20, choices=CommandStatus.choices, default=CommandStatus.PENDING)
-    attempts = models.PositiveIntegerField(default=0, help_text="Times delivered")
-    progress = models.JSONField(null=True, blank=True)
-    result = models.JSONField(null=True, blank=True)
-    error = models.TextField(blank=True)
-    actor = models.CharField(max_length=150)
-    created_at = models.DateTimeField(auto_now_add=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    acknowledged_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["created_at"]
-        indexes = [models.Index(fields=["instance", "status"])]
-
-    def __str__(self) -> str:
-        return f"{self.kind} ({self.status})"

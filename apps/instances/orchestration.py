@@ -4,31 +4,40 @@ Each step reloads the instance, returns early if the work is done or the row mov
 the provider, then records the result through a service. Celery tasks (tasks.py) are thin
 wrappers that retry transient provider errors; a step returns a number of seconds when it
 wants to be called again (polling), else None.
+
+This is the single start (one machine, watched until it answers SSH) and the stop, start and
+destroy of an instance's own machine. A race (apps.races) starts machines its own way and
+hands the winner over through services.instance_adopt_machine.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
+from apps.providers.base import CreateSpec, MachineState, OfferGone, OfferQuery, Provider, ProviderError
+from apps.providers.registry import get_provider
+from apps.providers.ssh import HostKeyChanged, SshNotReady, control_plane_public_key, ssh_handshake
+from dumont.dispatch import send
 from dumont.errors import IllegalTransition
 
 from . import services
 from .models import Instance, InstanceStatus
-from .providers.base import CreateSpec, MachineState, OfferGone, OfferQuery, Provider, ProviderError
-from .providers.registry import get_provider
-from .race import services as race_services
-from .ssh import HostKeyChanged, SshNotReady, control_plane_public_key, ssh_handshake
 
 log = logging.getLogger(__name__)
 S = InstanceStatus
+# A single start, a stop and a start wait on the provider with a deadline; the watch polls them.
+WATCHED_STATES = (S.BOOTING, S.WAKING, S.STOPPING)
 
 _keys_registered: set[tuple[str, str]] = set()
 
 
-def _provider(instance: Instance) -> Provider:
+def provider_of(instance: Instance) -> Provider:
     return get_provider(instance.provider)
 
 
@@ -75,7 +84,7 @@ def provision(instance_id) -> None:
     instance = _load(instance_id)
     if instance is None or instance.status not in (S.REQUESTED, S.PROVISIONING):
         return
-    provider = _provider(instance)
+    provider = provider_of(instance)
     if instance.create_attempted_at and _adopt_machine_by_label(provider, instance):
         return
     register_ssh_key(provider)
@@ -152,15 +161,17 @@ def _record_machine(provider: Provider, instance_id, machine_id: str) -> None:
 def watch(instance_id) -> float | None:
     """Poll the provider for an instance waiting on it; seconds until the next poll, or None."""
     instance = _load(instance_id)
-    if instance is None or instance.status not in (S.BOOTING, S.WAKING, S.STOPPING):
+    if instance is None or instance.status not in WATCHED_STATES:
         return None
-    if instance.status == S.WAKING and not instance.machine_id:
-        return None  # a race finds this wake its machine, and drives it
+    if instance.deadline_at is None or not instance.machine_id:
+        # Nothing here waits on the provider: a race drives this instance (a wake restoring its
+        # snapshot onto the race's winner is waking with a machine, and must not be called running).
+        return None
     Instance.objects.filter(pk=instance.pk).update(watched_at=timezone.now())  # alive, for the reconciler
-    if instance.deadline_at and timezone.now() > instance.deadline_at:
+    if timezone.now() > instance.deadline_at:
         _give_up_waiting(instance)
         return None
-    provider = _provider(instance)
+    provider = provider_of(instance)
     machine = provider.get(instance.machine_id)
     if machine is None:
         services.instance_fail(
@@ -208,7 +219,7 @@ def _give_up_waiting(instance: Instance) -> None:
     waited = {S.BOOTING: "boot", S.WAKING: "start", S.STOPPING: "stop"}[instance.status]
     reason = f"machine {instance.machine_id} did not {waited} before the deadline"
     if instance.status == S.BOOTING:
-        _fail_start(_provider(instance), instance, reason)
+        _fail_start(provider_of(instance), instance, reason)
     else:
         services.instance_fail(instance_id=instance.id, reason=reason)
 
@@ -231,7 +242,7 @@ def stop_machine(instance_id) -> None:
     instance = _load(instance_id)
     if instance is None or instance.status != S.STOPPING:
         return
-    _provider(instance).stop(instance.machine_id)
+    provider_of(instance).stop(instance.machine_id)
     services.instance_record_waiting(instance_id=instance.id, reason="stop requested at the provider")
 
 
@@ -239,7 +250,7 @@ def start_machine(instance_id) -> None:
     instance = _load(instance_id)
     if instance is None or instance.status != S.WAKING:
         return
-    _provider(instance).start(instance.machine_id)
+    provider_of(instance).start(instance.machine_id)
     services.instance_record_waiting(instance_id=instance.id, reason="start requested at the provider")
 
 
@@ -247,28 +258,17 @@ def destroy_machine(instance_id) -> None:
     instance = _load(instance_id)
     if instance is None or instance.status != S.DESTROYING:
         return
-    provider = _provider(instance)
-    _destroy_race_machines(provider, instance)
+    provider = provider_of(instance)
     machine_id = instance.machine_id
     if not machine_id and instance.create_attempted_at:
         found = provider.find_by_label(instance.machine_label)
         machine_id = found.id if found else ""
     if machine_id:
         provider.destroy(machine_id)
-        race_services.candidate_machine_gone(instance_id=instance.id, machine_id=machine_id)
     services.instance_record_destroyed(
         instance_id=instance.id,
         reason=f"machine {machine_id} destroyed" if machine_id else "no machine had been created",
     )
-
-
-def _destroy_race_machines(provider: Provider, instance: Instance) -> None:
-    """A race still running for the instance is called off and its machines go first; creates
-    still in flight are destroyed on arrival by the race's worker."""
-    for candidate in race_services.candidates_destroy_requested(instance_id=instance.id):
-        if candidate.machine_id != instance.machine_id:
-            provider.destroy(candidate.machine_id)
-            race_services.candidate_record_destroyed(candidate_id=candidate.pk)
 
 
 def give_up(instance_id, *, step: str, error: ProviderError) -> None:
@@ -279,3 +279,38 @@ def give_up(instance_id, *, step: str, error: ProviderError) -> None:
     services.instance_fail(
         instance_id=instance.id, reason=f"{step} failed after retries: {error}"
     )
+
+
+# --- work lost with a worker ---------------------------------------------------------------------
+
+
+@dataclass
+class Requeued:
+    destroys: int = 0
+    watches: int = 0
+
+
+def requeue_stalled() -> Requeued:
+    """Periodic (beat): send again the tasks that died with their worker.
+
+    A destroy lost with its worker would leave the machine owned by a destroying instance
+    forever; the step is idempotent, so it is simply sent again. A single start, a stop or a
+    start polls the provider with delayed tasks, which die with their worker: an instance waiting
+    on its machine that nobody polled for the grace period is watched again (polling is
+    idempotent; a second poller, if the first lives, is harmless). A provision is not re-sent:
+    two could rent twice.
+    """
+    report = Requeued()
+    since = timezone.now() - timedelta(seconds=settings.DUMONT_RECONCILE_GRACE)
+    for instance_id in Instance.objects.filter(status=S.DESTROYING, status_changed_at__lt=since).values_list(
+        "pk", flat=True
+    ):
+        send("instances.destroy_machine", instance_id)
+        report.destroys += 1
+    stalled = Q(watched_at__lt=since) | Q(watched_at__isnull=True, status_changed_at__lt=since)
+    waiting = Instance.objects.filter(stalled, status__in=WATCHED_STATES, deadline_at__isnull=False).exclude(
+        machine_id="")
+    for instance_id in waiting.values_list("pk", flat=True):
+        send("instances.watch", instance_id)
+        report.watches += 1
+    return report

@@ -1,41 +1,35 @@
 """Every write to an instance goes through here.
 
-A transition locks the row, checks the state machine (models.ALLOWED_FROM), writes the new state
-and an InstanceEvent in one transaction, and enqueues follow-up work on commit. Nothing in this
-module talks to a provider or opens SSH: that happens in orchestration.py, outside transactions.
+A transition (`instance_transition`) locks the row, checks the state machine
+(models.ALLOWED_FROM), writes the new state and an InstanceEvent in one transaction, sends
+`signals.instance_transitioned` inside it (billing's ledger and the agents listen), and queues
+its follow-up task by name on commit. Nothing in this module talks to a provider or opens SSH:
+that happens in orchestration.py, outside transactions.
+
+How an instance is started depends on its strategy: "single" is here (orchestration.provision);
+"race" is registered by apps.races (`register_start_strategy`, in RacesConfig.ready()).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from apps.billing import services as billing_services
-from dumont.errors import Conflict, IllegalTransition, InvalidInput
+from dumont.dispatch import enqueue
+from dumont.errors import IllegalTransition, InvalidInput
 
-from . import agent_services
-from .models import ALLOWED_FROM, IdempotencyRecord, Instance, InstanceEvent, InstanceStatus
-from .race import start_race
-from .race.models import RacePurpose, StartStrategy
+from .models import ALLOWED_FROM, Instance, InstanceEvent, InstanceStatus, StartStrategy
+from .signals import instance_transitioned, machine_ready
 
 S = InstanceStatus
 
 
-def _enqueue(task_name: str, instance_id) -> None:
-    from . import tasks  # tasks import services; import late to keep the cycle harmless
-
-    task = getattr(tasks, task_name)
-    transaction.on_commit(lambda: task.delay(str(instance_id)))
-
-
-def _transition(
+def instance_transition(
     *,
     instance_id,
     to: str,
@@ -45,7 +39,9 @@ def _transition(
     then: str | None = None,
     **fields,
 ) -> Instance:
-    """Move an instance to `to`, or raise IllegalTransition naming its current state."""
+    """Move an instance to `to` (setting `fields` too), or raise IllegalTransition naming its
+    current state. `allowed_from` narrows or widens models.ALLOWED_FROM for this step; `then` is
+    a task name, sent with the instance id once the transition commits."""
     allowed = ALLOWED_FROM[to] if allowed_from is None else allowed_from
     with transaction.atomic():
         instance = Instance.objects.select_for_update().get(pk=instance_id)
@@ -53,19 +49,20 @@ def _transition(
             raise IllegalTransition(
                 f"cannot go from {instance.status} to {to}", status=instance.status
             )
-        event = InstanceEvent(
-            instance=instance, actor=actor, from_status=instance.status, to_status=to, reason=reason
-        )
+        from_status = instance.status
         instance.status = to
         instance.status_reason = reason
         instance.status_changed_at = timezone.now()
         for name, value in fields.items():
             setattr(instance, name, value)
         instance.save()
-        event.save()
-        billing_services.record_state(instance=instance, status=to, at=instance.status_changed_at)
+        InstanceEvent.objects.create(
+            instance=instance, actor=actor, from_status=from_status, to_status=to, reason=reason
+        )
+        instance_transitioned.send(Instance, instance=instance, from_status=from_status, to_status=to,
+                                   at=instance.status_changed_at)
         if then:
-            _enqueue(then, instance.id)
+            enqueue(then, instance.id)
     return instance
 
 
@@ -73,7 +70,17 @@ def _deadline(seconds: float):
     return timezone.now() + timedelta(seconds=seconds)
 
 
-# --- user actions -----------------------------------------------------------------------------
+# --- starting ----------------------------------------------------------------------------------
+
+# strategy -> starts a just-created instance (called inside its creating transaction).
+_START_STRATEGIES: dict[str, Callable[[Instance], object]] = {
+    StartStrategy.SINGLE: lambda instance: enqueue("instances.provision", instance.id),
+}
+
+
+def register_start_strategy(strategy: str, start: Callable[[Instance], object]) -> None:
+    """How instances with `strategy` are started (apps.races registers "race")."""
+    _START_STRATEGIES[strategy] = start
 
 
 def instance_create(
@@ -102,6 +109,7 @@ def instance_create(
         raise InvalidInput(f"strategy must be one of {', '.join(StartStrategy.values)}", code="bad_strategy")
     if strategy == StartStrategy.RACE and offer_id:
         raise InvalidInput("a race needs a GPU spec, not one chosen offer", code="race_needs_gpu_spec")
+    start = _START_STRATEGIES[strategy]
     with transaction.atomic():
         instance = Instance.objects.create(
             user=user,
@@ -119,11 +127,9 @@ def instance_create(
         InstanceEvent.objects.create(
             instance=instance, actor=actor, to_status=S.REQUESTED, reason="created"
         )
-        billing_services.record_state(instance=instance, status=S.REQUESTED, at=instance.created_at)
-        if strategy == StartStrategy.RACE:
-            start_race(instance, purpose=RacePurpose.CREATE)
-        else:
-            _enqueue("instance_provision", instance.id)
+        instance_transitioned.send(Instance, instance=instance, from_status="", to_status=S.REQUESTED,
+                                   at=instance.created_at)
+        start(instance)
     return instance
 
 
@@ -132,52 +138,42 @@ def default_start_strategy(*, offer_id: str = "") -> str:
     return StartStrategy.SINGLE if offer_id else settings.DUMONT_START_STRATEGY
 
 
+# --- user actions -----------------------------------------------------------------------------
+
+
 def instance_pause(*, instance: Instance, actor: str) -> Instance:
     """Stop the machine, keeping its disk on the provider."""
-    return _transition(
+    return instance_transition(
         instance_id=instance.pk,
         to=S.STOPPING,
         actor=actor,
         reason="pause requested",
-        then="instance_stop_machine",
+        then="instances.stop_machine",
         deadline_at=_deadline(settings.DUMONT_STOP_TIMEOUT),
     )
 
 
 def instance_resume(*, instance: Instance, actor: str) -> Instance:
     """Start the same machine again (its disk is still there)."""
-    return _transition(
+    return instance_transition(
         instance_id=instance.pk,
         to=S.WAKING,
         actor=actor,
         reason="resume requested",
-        then="instance_start_machine",
+        then="instances.start_machine",
         deadline_at=_deadline(settings.DUMONT_BOOT_TIMEOUT),
     )
-
-
-def instance_set_idle_policy(*, instance: Instance, actor: str, **policy) -> Instance:
-    """Change when the instance hibernates; the change is an event in its timeline."""
-    with transaction.atomic():
-        instance = Instance.objects.select_for_update().get(pk=instance.pk)
-        for name, value in policy.items():
-            setattr(instance, name, value)
-        instance.save()
-        described = ", ".join(f"{name}={'default' if value is None else value}" for name, value in policy.items())
-        InstanceEvent.objects.create(instance=instance, actor=actor, from_status=instance.status,
-                                     to_status=instance.status, reason=f"idle policy: {described}")
-    return instance
 
 
 def instance_destroy(*, instance: Instance, actor: str) -> Instance:
     """Give the machine back for good. Destroying twice is harmless; a destroyed one is a 409."""
     try:
-        return _transition(
+        return instance_transition(
             instance_id=instance.pk,
             to=S.DESTROYING,
             actor=actor,
             reason="destroy requested",
-            then="instance_destroy_machine",
+            then="instances.destroy_machine",
             deadline_at=None,
         )
     except IllegalTransition as exc:
@@ -192,7 +188,7 @@ def instance_destroy(*, instance: Instance, actor: str) -> Instance:
 def instance_record_create_attempt(*, instance_id, offer_id: str, price_per_hour, gpu_name: str,
                                    host_id: str, location: str) -> Instance:
     """Intent first: written and committed before the provider's create call."""
-    return _transition(
+    return instance_transition(
         instance_id=instance_id,
         to=S.PROVISIONING,
         actor="system:provision",
@@ -209,52 +205,54 @@ def instance_record_create_attempt(*, instance_id, offer_id: str, price_per_hour
 
 def instance_record_machine(*, instance_id, machine_id: str) -> Instance:
     """The provider accepted the create: wait for the machine to boot."""
-    return _transition(
+    return instance_transition(
         instance_id=instance_id,
         to=S.BOOTING,
         actor="system:provision",
         reason=f"machine {machine_id} created",
-        then="instance_watch",
+        then="instances.watch",
         machine_id=machine_id,
         deadline_at=_deadline(settings.DUMONT_BOOT_TIMEOUT),
     )
 
 
-def instance_record_ready(*, instance_id, ssh_host: str, ssh_port: int, ssh_host_key: str) -> Instance:
-    """The provider says running and our key completed an SSH handshake at its address.
-
-    The agent is (re)installed on every arrival in running: a stop kills its process.
-    """
-    from .hibernation.services import wake_record_running  # hibernation builds on this module
-
+def instance_adopt_machine(*, instance_id, to: str, actor: str, reason: str, allowed_from: frozenset[str],
+                           ssh_host: str, ssh_port: int, ssh_host_key: str, **machine) -> Instance:
+    """The instance's machine (the one it had, or a race's winner, whose fields come in
+    `machine`) answered an SSH handshake: record it with its pinned host key and send
+    `machine_ready`, on which the agent is (re)installed (a stop kills its process)."""
     with transaction.atomic():
-        instance = _transition(
-            instance_id=instance_id,
-            to=S.RUNNING,
-            actor="system:watch",
-            reason=f"SSH ready at {ssh_host}:{ssh_port}",
-            then="agent_install" if settings.DUMONT_AGENT_ENABLED else None,
-            ssh_host=ssh_host,
-            ssh_port=ssh_port,
-            ssh_host_key=ssh_host_key,
-            deadline_at=None,
-            wake_fallback_at=None,
+        instance = instance_transition(
+            instance_id=instance_id, to=to, actor=actor, reason=reason, allowed_from=allowed_from,
+            ssh_host=ssh_host, ssh_port=ssh_port, ssh_host_key=ssh_host_key, deadline_at=None,
+            wake_fallback_at=None, **machine,
         )
-        wake_record_running(instance=instance)  # a paused machine woken: that wake is done
+        machine_ready.send(Instance, instance=instance)
     return instance
+
+
+def instance_record_ready(*, instance_id, ssh_host: str, ssh_port: int, ssh_host_key: str) -> Instance:
+    """The provider says running and our key completed an SSH handshake at its address."""
+    return instance_adopt_machine(
+        instance_id=instance_id,
+        to=S.RUNNING,
+        actor="system:watch",
+        reason=f"SSH ready at {ssh_host}:{ssh_port}",
+        allowed_from=ALLOWED_FROM[S.RUNNING],
+        ssh_host=ssh_host,
+        ssh_port=ssh_port,
+        ssh_host_key=ssh_host_key,
+    )
 
 
 def instance_record_stopped(*, instance_id) -> Instance:
-    with transaction.atomic():
-        instance = _transition(
-            instance_id=instance_id,
-            to=S.PAUSED,
-            actor="system:watch",
-            reason="machine stopped, disk kept",
-            deadline_at=None,
-        )
-        agent_services.agent_machine_stopped(instance_id=instance_id)
-    return instance
+    return instance_transition(
+        instance_id=instance_id,
+        to=S.PAUSED,
+        actor="system:watch",
+        reason="machine stopped, disk kept",
+        deadline_at=None,
+    )
 
 
 def instance_record_waiting(*, instance_id, reason: str) -> None:
@@ -263,67 +261,25 @@ def instance_record_waiting(*, instance_id, reason: str) -> None:
         instance = Instance.objects.select_for_update().get(pk=instance_id)
         instance.status_reason = reason
         instance.save(update_fields=["status_reason", "updated_at"])
-        _enqueue("instance_watch", instance.id)
+        enqueue("instances.watch", instance.id)
 
 
 def instance_record_destroyed(*, instance_id, reason: str = "machine destroyed") -> Instance:
-    with transaction.atomic():
-        instance = _transition(
-            instance_id=instance_id,
-            to=S.DESTROYED,
-            actor="system:destroy",
-            reason=reason,
-            deadline_at=None,
-        )
-        agent_services.agent_token_revoke(instance_id=instance_id)  # its token dies with it
-    return instance
+    return instance_transition(
+        instance_id=instance_id,
+        to=S.DESTROYED,
+        actor="system:destroy",
+        reason=reason,
+        deadline_at=None,
+    )
 
 
 def instance_fail(*, instance_id, reason: str, actor: str = "system") -> Instance:
-    return _transition(
+    return instance_transition(
         instance_id=instance_id, to=S.FAILED, actor=actor, reason=reason, deadline_at=None
     )
 
 
-# --- idempotency ------------------------------------------------------------------------------
-
-
-def request_fingerprint(payload: object) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def idempotent(
-    *, user, scope: str, key: str | None, payload: object, perform: Callable[[], tuple[int, dict]]
-) -> tuple[int, dict, bool]:
-    """Run `perform` once per (user, scope, key); repeats get the first response back.
-
-    Returns (status, body, replayed). `perform` runs inside the same transaction as the record,
-    so a crash cannot leave an action done without its record or the other way round.
-    """
-    if not key:
-        status, body = perform()
-        return status, body, False
-    if len(key) > 255:
-        raise InvalidInput("Idempotency-Key is longer than 255 characters", code="bad_idempotency_key")
-    fingerprint = request_fingerprint(payload)
-    record = IdempotencyRecord.objects.filter(user=user, scope=scope, key=key).first()
-    if record is None:
-        try:
-            with transaction.atomic():
-                status, body = perform()
-                IdempotencyRecord.objects.create(
-                    user=user, scope=scope, key=key, fingerprint=fingerprint,
-                    response_status=status, response_body=body,
-                )
-                return status, body, False
-        except IntegrityError:
-            # A concurrent request with the same key committed first: its response is the answer.
-            record = IdempotencyRecord.objects.filter(user=user, scope=scope, key=key).first()
-            if record is None:
-                raise
-    if record.fingerprint != fingerprint:
-        raise Conflict(
-            "this Idempotency-Key was already used with a different request body",
-            code="idempotency_key_reused",
-        )
-    return record.response_status, record.response_body, True
+def instance_set_reason(*, instance_id, reason: str) -> None:
+    """Say what is going on without a change of state (a race's round, a slow start)."""
+    Instance.objects.filter(pk=instance_id).update(status_reason=reason, updated_at=timezone.now())

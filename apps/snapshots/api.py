@@ -9,9 +9,9 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.instances.api import ERRORS, IDEMPOTENCY_HEADER, actor_of
+from apps.instances.idempotency import idempotent
 from apps.instances.selectors import instance_get
-from apps.instances.services import idempotent
+from dumont.api import ERRORS, IDEMPOTENCY_HEADER, actor_of
 
 from . import selectors, services
 from .models import SnapshotStatus

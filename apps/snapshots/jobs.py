@@ -49,7 +49,7 @@ def verify(snapshot_id) -> None:
         log.warning("snapshot %s of instance %s failed its storage check: %s",
                     snapshot.engine_id, snapshot.instance_id, error)
     services.snapshot_verified(snapshot_id=snapshot.pk, error=error)
-    services.workspace_stored(instance_id=snapshot.instance_id, stored_bytes=sum(sizes.values()))
+    services.workspace_record_size(instance_id=snapshot.instance_id, stored_bytes=sum(sizes.values()))
 
 
 def listing(repo) -> dict[str, int]:
@@ -81,7 +81,7 @@ def collect_garbage(instance_id) -> dict | None:
         return None
     repo = storage.repository(workspace)
     result = snapshot_gc(repo, grace_s=settings.DUMONT_SNAPSHOT_GC_GRACE)
-    services.workspace_stored(instance_id=instance_id, stored_bytes=stored_size(repo))
+    services.workspace_record_size(instance_id=instance_id, stored_bytes=stored_size(repo))
     log.info("instance %s: gc deleted %d objects (%d bytes) of %d", instance_id, result.objects_deleted,
              result.bytes_freed, result.objects_listed)
     return result.to_dict()

@@ -8,7 +8,8 @@ import uuid
 
 from django.db import models
 
-from apps.instances.models import AgentCommand, Instance
+from apps.agents.models import AgentCommand
+from apps.instances.models import Instance
 
 
 class Workspace(models.Model):

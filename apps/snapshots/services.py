@@ -1,5 +1,8 @@
 """Writes about snapshots: asking the agent for one, recording what it reports and what storage
-shows, retention and deletion. Storage calls happen in tasks (jobs.py), never in here."""
+shows, retention and deletion. Storage calls happen in tasks (jobs.py), never in here.
+
+The agent's reports arrive through `apps.agents.signals.command_updated` (receivers.py); the
+workspace's size in storage goes out as `signals.workspace_stored` (the ledger bills it)."""
 
 from __future__ import annotations
 
@@ -11,26 +14,21 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.billing import services as billing_services
-from apps.instances.agent_services import agent_command_create
-from apps.instances.models import AgentCommand, AgentStatus, Instance, InstanceStatus
+from apps.agents.models import AgentCommand, AgentStatus
+from apps.agents.services import agent_command_create
+from apps.instances.models import Instance, InstanceStatus
+from dumont.dispatch import enqueue
 from dumont.errors import Conflict, IllegalTransition
 
 from . import keys, selectors, storage
 from .models import Snapshot, SnapshotStatus, SnapshotTrigger, Workspace
+from .signals import workspace_stored
 
 log = logging.getLogger(__name__)
 
 St = SnapshotStatus
 # States in which the newest verified snapshot is the only copy of the work: it cannot be deleted.
 NEEDS_SNAPSHOT = {InstanceStatus.HIBERNATING, InstanceStatus.PAUSED, InstanceStatus.HIBERNATED, InstanceStatus.WAKING}
-
-
-def _enqueue(task_name: str, *args) -> None:
-    from . import tasks  # tasks import services: imported late
-
-    task = getattr(tasks, task_name)
-    transaction.on_commit(lambda: task.delay(*args))
 
 
 def workspace_for(instance: Instance) -> Workspace:
@@ -98,7 +96,7 @@ def command_finished(command: AgentCommand) -> None:
         uploaded_bytes=_int(result.get("uploaded_bytes")), duration_s=_float(result.get("duration_s")),
     )
     if updated:
-        _enqueue("snapshot_verify", str(snapshot.pk))
+        enqueue("snapshots.verify", snapshot.pk)
 
 
 def snapshot_verified(*, snapshot_id, error: str = "") -> None:
@@ -115,9 +113,9 @@ def snapshot_verified(*, snapshot_id, error: str = "") -> None:
                 _begin_delete(old, actor="system:retention")
 
 
-def workspace_stored(*, instance_id, stored_bytes: int) -> None:
-    """The workspace's size in the bucket changed: storage is billed on it from now on."""
-    billing_services.record_storage(instance=Instance.objects.get(pk=instance_id), stored_bytes=stored_bytes)
+def workspace_record_size(*, instance_id, stored_bytes: int) -> None:
+    """The workspace's size in the bucket, just listed: storage is billed on it from now on."""
+    workspace_stored.send(Workspace, instance=Instance.objects.get(pk=instance_id), stored_bytes=stored_bytes)
 
 
 def snapshots_beyond_retention(instance_id) -> list[Snapshot]:
@@ -158,7 +156,7 @@ def snapshot_delete(*, snapshot: Snapshot, actor: str) -> Snapshot:
 def _begin_delete(snapshot: Snapshot, *, actor: str) -> None:
     Snapshot.objects.filter(pk=snapshot.pk).update(status=St.DELETING)
     log.info("snapshot %s of instance %s: deleting (%s)", snapshot.engine_id, snapshot.instance_id, actor)
-    _enqueue("snapshot_forget", str(snapshot.pk))
+    enqueue("snapshots.forget", snapshot.pk)
 
 
 def snapshot_forgotten(*, snapshot_id) -> None:
@@ -166,7 +164,7 @@ def snapshot_forgotten(*, snapshot_id) -> None:
     snapshot = Snapshot.objects.filter(pk=snapshot_id, status=St.DELETING).first()
     if snapshot is not None:
         snapshot.delete()
-        _enqueue("workspace_gc", str(snapshot.instance_id))
+        enqueue("snapshots.gc", snapshot.instance_id)
 
 
 def snapshots_expire() -> int:

@@ -1,4 +1,5 @@
-"""Celery tasks for snapshots: thin wrappers around jobs.py and services.py.
+"""Celery tasks for snapshots: thin wrappers around jobs.py and services.py, sent by name through
+dumont.dispatch.
 
 Storage errors (S3 down, throttled) retry with backoff; the checks are safe to repeat."""
 
@@ -16,7 +17,7 @@ from . import jobs, services
 
 log = logging.getLogger(__name__)
 
-_task = shared_task(bind=True, max_retries=None, acks_late=True)
+_STORAGE_TASK = {"bind": True, "max_retries": None, "acks_late": True}
 
 
 def _with_retries(task, job, snapshot_id: str) -> None:
@@ -36,17 +37,17 @@ def _retry_storage(task, what: str, exc: StorageError) -> None:
     raise task.retry(countdown=delay, exc=exc) from None
 
 
-@_task
+@shared_task(name="snapshots.verify", **_STORAGE_TASK)
 def snapshot_verify(self, snapshot_id: str) -> None:
     _with_retries(self, jobs.verify, snapshot_id)
 
 
-@_task
+@shared_task(name="snapshots.forget", **_STORAGE_TASK)
 def snapshot_forget(self, snapshot_id: str) -> None:
     _with_retries(self, jobs.forget, snapshot_id)
 
 
-@_task
+@shared_task(name="snapshots.gc", **_STORAGE_TASK)
 def workspace_gc(self, instance_id: str) -> None:
     """After snapshots were deleted. A snapshot being written holds the repository: try later."""
     try:
@@ -58,11 +59,11 @@ def workspace_gc(self, instance_id: str) -> None:
         _retry_storage(self, f"instance {instance_id}: gc", exc)
 
 
-@shared_task
+@shared_task(name="snapshots.fail_stale")
 def snapshots_fail_stale() -> int:
     return services.snapshots_fail_stale()
 
 
-@shared_task
+@shared_task(name="snapshots.expire")
 def snapshots_expire() -> int:
     return services.snapshots_expire()

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from apps.instances import agent_services
-from apps.instances.models import AgentCommand, Instance
+from apps.agents import services as agent_services
+from apps.agents.models import AgentCommand
+from apps.instances.models import Instance
 
 from .conftest import wait_for
 

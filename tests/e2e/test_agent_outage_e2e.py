@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from apps.instances import agent_services
-from apps.instances.models import Agent, AgentSample, Instance
+from apps.agents import services as agent_services
+from apps.agents.models import Agent, AgentSample
+from apps.instances.models import Instance
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

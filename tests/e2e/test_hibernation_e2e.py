@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from apps.instances.hibernation.models import Wake
-from apps.instances.hibernation.tick import tick
+from apps.hibernation.models import Wake
+from apps.hibernation.tick import tick
 from apps.instances.models import Instance
-from apps.instances.ssh import ssh_run
+from apps.providers.ssh import ssh_run
 from apps.snapshots.models import Snapshot
 from tests.e2e.test_snapshot_e2e import agent_worker_env, snapshot_settings  # noqa: F401  (a fixture)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.instances.ssh import ssh_handshake, ssh_run
+from apps.providers.ssh import ssh_handshake, ssh_run
 
 from .conftest import wait_for
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 from django.conf import settings as django_settings
 
-from apps.instances.race.models import Race, RaceCandidate
-from apps.instances.race.reconciler import reconcile
+from apps.races.models import Race, RaceCandidate
+from apps.races.reconciler import reconcile
 
 from .conftest import ROOT, _database_url, _wait_for_line, wait_for
 

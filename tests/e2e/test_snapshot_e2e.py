@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from apps.instances import agent_services
-from apps.instances.models import AgentCommand, Instance
+from apps.agents import services as agent_services
+from apps.agents.models import AgentCommand
+from apps.instances.models import Instance
 from apps.snapshots import storage
 from apps.snapshots.models import Workspace
 from tests.s3 import BUCKET

@@ -9,8 +9,10 @@ import time
 import pytest
 from rest_framework.test import APIClient
 
-from apps.instances import agent_services, services
-from apps.instances.models import AgentCommand, Instance, InstanceStatus
+from apps.agents import services as agent_services
+from apps.agents.models import AgentCommand
+from apps.instances import services
+from apps.instances.models import Instance, InstanceStatus
 from tests.snapshots.conftest import storage_settings  # noqa: F401  (snapshot storage on the S3 server)
 
 S = InstanceStatus

@@ -11,12 +11,13 @@ import pytest
 from django.utils import timezone
 
 from agent.snapshot import Repository, config_from_env, snapshot_create, snapshot_restore
+from apps.agents.models import Agent as AgentRow
+from apps.agents.models import AgentStatus
+from apps.hibernation import services as hibernation
+from apps.hibernation.models import Wake
+from apps.hibernation.tick import tick
 from apps.instances import services
-from apps.instances.hibernation import services as hibernation
-from apps.instances.hibernation.models import Wake
-from apps.instances.hibernation.tick import tick
-from apps.instances.models import Agent as AgentRow
-from apps.instances.models import AgentStatus, Instance, InstanceStatus
+from apps.instances.models import Instance, InstanceStatus
 from apps.snapshots.models import Snapshot, SnapshotStatus
 from tests.hibernation.conftest import Agent, commands
 from tests.snapshot.trees import describe

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from apps.instances.hibernation.models import Wake
+from apps.hibernation.models import Wake
 from apps.instances.models import Instance, InstanceStatus
 
 S = InstanceStatus
@@ -34,14 +34,14 @@ def test_wake_from_the_page_starts_the_machine(browser, user, tasks):
     reply = browser.post(f"/instances/{instance.pk}/wake", {"return_to": "detail"}, **HTMX)
     assert reply.status_code == 200 and "badge-waking" in reply.content.decode()
     assert Instance.objects.get(pk=instance.pk).status == S.WAKING
-    assert "instance_start_machine" in tasks.names()
+    assert "instances.start_machine" in tasks.names()
     refused = browser.post(f"/instances/{make(user, S.DESTROYED).pk}/wake", {"return_to": "detail"}, **HTMX)
     assert refused.status_code == 409 and "t wake “box”: it is destroyed" in refused.content.decode()
 
 
 @pytest.mark.django_db
 def test_the_page_shows_a_wakes_parts_and_restore_progress(browser, user):
-    from apps.instances.models import AgentCommand
+    from apps.agents.models import AgentCommand
 
     instance = make(user, S.WAKING)
     now = timezone.now()

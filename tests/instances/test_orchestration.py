@@ -12,9 +12,10 @@ import pytest
 
 from apps.instances import orchestration, services
 from apps.instances.models import Instance, InstanceStatus
-from apps.instances.providers.base import MachineState, OfferQuery
-from apps.instances.providers.registry import get_provider
-from apps.instances.ssh import ssh_handshake
+from apps.instances.tasks import provision
+from apps.providers.base import MachineState, OfferQuery
+from apps.providers.registry import get_provider
+from apps.providers.ssh import ssh_handshake
 from tests.polling import wait_for
 
 S = InstanceStatus
@@ -36,7 +37,7 @@ def reload(instance: Instance) -> Instance:
 
 def test_create_reaches_running_only_after_a_real_ssh_handshake(user, devcloud, tasks):
     instance = create(user)
-    assert tasks.names() == ["instance_provision"]
+    assert tasks.names() == ["instances.provision"]
     tasks.drain()
     instance = reload(instance)
     assert instance.status == S.RUNNING, instance.status_reason
@@ -149,9 +150,7 @@ def test_running_is_not_ready_while_ssh_does_not_answer(user, devcloud, tasks, s
     settings.DUMONT_SSH_TIMEOUT = 0.3  # so our handshake gives up first
     instance = create(user)
     tasks.sent.clear()
-    from apps.instances.tasks import instance_provision
-
-    instance_provision.apply(args=(str(instance.id),))
+    provision.apply(args=(str(instance.id),))
     provider = get_provider("vast")
 
     def provider_says_running():

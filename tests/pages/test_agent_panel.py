@@ -14,17 +14,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agent import wire
-from apps.instances.agent_services import agent_token_issue
-from apps.instances.models import (
-    Agent,
-    AgentCommand,
-    AgentSample,
-    AgentStatus,
-    CommandStatus,
-    Instance,
-    InstanceStatus,
-)
-from apps.instances.sparkline import sparkline
+from apps.agents.models import Agent, AgentCommand, AgentSample, AgentStatus, CommandStatus
+from apps.agents.services import agent_token_issue
+from apps.instances.models import Instance, InstanceStatus
+from apps.web.sparkline import sparkline
 
 S = InstanceStatus
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -292,9 +285,9 @@ def test_admin_lists_agents_and_filters_by_status(admin_client, user):
     failed = Instance.objects.create(user=user, label="failed-box", image="i", status=S.RUNNING)
     Agent.objects.create(instance=healthy, status=AgentStatus.HEALTHY, version="0.3.1", token_hash="a" * 64)
     Agent.objects.create(instance=failed, status=AgentStatus.FAILED, error="install: pip failed")
-    listing = admin_client.get("/admin/instances/agent/?status__exact=failed")
+    listing = admin_client.get("/admin/agents/agent/?status__exact=failed")
     assert [agent.instance.label for agent in listing.context["cl"].result_list] == ["failed-box"]
-    detail = admin_client.get(f"/admin/instances/agent/{healthy.pk}/change/")
+    detail = admin_client.get(f"/admin/agents/agent/{healthy.pk}/change/")
     assert detail.status_code == 200
     assert "a" * 64 not in detail.content.decode(), "the token digest stays out of the admin"
 
@@ -304,7 +297,7 @@ def test_admin_lists_agent_commands_and_filters_by_status(admin_client, user):
     AgentCommand.objects.create(instance=instance, kind="snapshot", status=CommandStatus.FAILED,
                                 actor="user:alice", error="disk full")
     AgentCommand.objects.create(instance=instance, kind="echo", status=CommandStatus.PENDING, actor="user:alice")
-    listing = admin_client.get("/admin/instances/agentcommand/?status__exact=failed")
+    listing = admin_client.get("/admin/agents/agentcommand/?status__exact=failed")
     assert [command.kind for command in listing.context["cl"].result_list] == ["snapshot"]
     instance_page = admin_client.get(f"/admin/instances/instance/{instance.pk}/change/").content.decode()
     assert "disk full" in instance_page, "the instance admin shows its commands inline"

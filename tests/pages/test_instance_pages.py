@@ -160,7 +160,7 @@ def test_destroy_button_asks_for_confirmation_and_targets_its_row(browser, user)
 
 
 def test_create_form_prefills_the_default_image(browser):
-    from apps.instances.serializers import DEFAULT_IMAGE
+    from apps.web.serializers import DEFAULT_IMAGE
 
     page = browser.get(reverse("instances:create")).content.decode()
     assert f'value="{DEFAULT_IMAGE}"' in page

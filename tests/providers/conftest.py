@@ -1,7 +1,7 @@
 import pytest
 
-from apps.instances.providers.http import HttpClient
-from apps.instances.providers.vast import VastProvider
+from apps.providers.http import HttpClient
+from apps.providers.vast import VastProvider
 
 from .stub import running_stub
 

@@ -1,8 +1,8 @@
 import pytest
 from django.db import transaction
 
-from apps.instances.providers.base import ProviderCallNotAllowed
-from apps.instances.providers.guard import assert_provider_call_allowed, request_scope
+from apps.providers.base import ProviderCallNotAllowed
+from apps.providers.guard import assert_provider_call_allowed, request_scope
 
 from .stub import Reply
 

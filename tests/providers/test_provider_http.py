@@ -2,14 +2,14 @@ import socket
 
 import pytest
 
-from apps.instances.providers.base import (
+from apps.providers.base import (
     ProviderAuthError,
     ProviderError,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
 )
-from apps.instances.providers.http import BACKOFF_FACTOR, BACKOFF_FIRST_DELAY_S, HttpClient
+from apps.providers.http import BACKOFF_FACTOR, BACKOFF_FIRST_DELAY_S, HttpClient
 
 from .stub import Reply
 

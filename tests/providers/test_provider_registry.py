@@ -2,8 +2,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from apps.instances.providers import registry
-from apps.instances.providers.vast import VastProvider
+from apps.providers import registry
+from apps.providers.vast import VastProvider
 
 VAST_SETTINGS = {"VAST_ENABLED": True, "VAST_API_KEY": "k1", "VAST_API_URL": "http://127.0.0.1:1/"}
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from apps.instances.providers.base import (
+from apps.providers.base import (
     CreateSpec,
     Machine,
     MachineState,
@@ -17,8 +17,8 @@ from apps.instances.providers.base import (
     ProviderAuthError,
     ProviderUnavailable,
 )
-from apps.instances.providers.http import HttpClient
-from apps.instances.providers.vast import VastProvider
+from apps.providers.http import HttpClient
+from apps.providers.vast import VastProvider
 from devcloud.testing import new_ssh_key, run_devcloud
 
 S = MachineState

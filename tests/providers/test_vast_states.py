@@ -1,7 +1,7 @@
 import pytest
 
-from apps.instances.providers.base import MachineState
-from apps.instances.providers.vast import machine_state
+from apps.providers.base import MachineState
+from apps.providers.vast import machine_state
 
 S = MachineState
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from apps.instances.providers.base import (
+from apps.providers.base import (
     CreateSpec,
     MachineState,
     OfferGone,
@@ -14,7 +14,7 @@ from apps.instances.providers.base import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from apps.instances.providers.vast import VastProvider
+from apps.providers.vast import VastProvider
 
 from .stub import Reply
 

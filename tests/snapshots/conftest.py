@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from apps.instances import agent_services
+from apps.agents import services as agent_services
 from apps.instances.models import Instance, InstanceStatus
 from tests.s3 import BUCKET
 

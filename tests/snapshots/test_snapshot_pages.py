@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.test import Client
 
-from apps.instances.models import AgentCommand, Instance, InstanceStatus
+from apps.agents.models import AgentCommand
+from apps.instances.models import Instance, InstanceStatus
 from apps.snapshots.models import Snapshot, SnapshotStatus
 from tests.snapshots.helpers import post_heartbeat
 

@@ -9,7 +9,8 @@ import os
 import pytest
 
 from agent.snapshot import snapshot_create
-from apps.instances.models import Agent, AgentCommand, AgentStatus, Instance, InstanceStatus
+from apps.agents.models import Agent, AgentCommand, AgentStatus
+from apps.instances.models import Instance, InstanceStatus
 from apps.snapshots import jobs, keys, storage
 from apps.snapshots.models import Snapshot, SnapshotStatus, Workspace
 from tests.snapshots.helpers import post_heartbeat
@@ -190,7 +191,7 @@ def test_delete_removes_the_manifest_then_the_record_then_gc_frees_its_data(api,
     assert big <= {name for name, _ in repo.storage.list("packs/")}
     reply = api.delete(f"/api/v1/snapshots/{doomed.id}")
     assert reply.status_code == 202 and reply.json()["status"] == "deleting"
-    assert tasks.drain() == ["snapshot_forget", "workspace_gc"]
+    assert tasks.drain() == ["snapshots.forget", "snapshots.gc"]
     assert not Snapshot.objects.filter(pk=doomed.pk).exists()
     assert repo.snapshot_ids() == [kept.engine_id]
     assert not big & {name for name, _ in repo.storage.list("packs/")}  # freed: no snapshot references them

@@ -1,0 +1,58 @@
+"""Installing the agent over SSH on devcloud machines: the failure paths, each with a reason."""
+
+import pytest
+
+from apps.agents import install as agent_install
+from apps.agents.models import Agent, AgentStatus
+from apps.instances import services
+from apps.instances.models import Instance, InstanceStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def running(user, devcloud, tasks, settings):
+    instance = services.instance_create(
+        user=user, actor="t", label="box", image="img", disk_gb=16, gpu_name="RTX 4090"
+    )
+    tasks.drain()
+    instance = Instance.objects.get(pk=instance.pk)
+    assert instance.status == InstanceStatus.RUNNING, instance.status_reason
+    return instance
+
+
+def test_an_agent_that_never_reports_fails_with_its_log_tail(running, tasks, settings):
+    settings.DUMONT_AGENT_CONTROL_URL = "http://127.0.0.1:9"  # nothing listens there
+    settings.DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT = 1.5
+    settings.DUMONT_AGENT_INTERVAL = 0.2
+    agent_install.install(running.id)
+    assert Agent.objects.get(pk=running.pk).status == AgentStatus.WAITING
+    assert tasks.names() == ["agents.expect_heartbeat"]
+    tasks.drain()
+    agent = Agent.objects.get(pk=running.pk)
+    assert agent.status == AgentStatus.FAILED
+    assert "no heartbeat within 1.5 s" in agent.error
+    assert "unreachable" in agent.error  # the agent's own log line, read over SSH
+
+
+def test_a_changed_host_key_is_refused(running):
+    Instance.objects.filter(pk=running.pk).update(
+        ssh_host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    )
+    agent_install.install(running.id)
+    agent = Agent.objects.get(pk=running.pk)
+    assert agent.status == AgentStatus.FAILED
+    assert agent.error.startswith("connect: refused, host key changed")
+
+
+def test_an_unreachable_machine_fails_the_install_at_connect(running, settings):
+    Instance.objects.filter(pk=running.pk).update(ssh_port=9)
+    agent_install.install(running.id)
+    agent = Agent.objects.get(pk=running.pk)
+    assert agent.status == AgentStatus.FAILED and agent.error.startswith("connect:")
+
+
+def test_install_skips_instances_that_are_not_running(user, db):
+    instance = Instance.objects.create(user=user, label="x", image="i", status=InstanceStatus.PAUSED)
+    agent_install.install(instance.id)
+    assert not Agent.objects.filter(pk=instance.pk).exists()
