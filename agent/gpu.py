@@ -58,11 +58,13 @@ def open_gpu_monitor(
     *,
     device_present: Callable[[], bool] | None = None,
 ) -> GpuMonitor:
-    """The monitor for `backend`; `auto` picks devcloud, then NVML, then none.
+    """The monitor for `backend`; `auto` picks NVML, else none. devcloud's simulated GPU is read
+    only when asked for (`--gpu-backend devcloud`, which devcloud's machines set with
+    DUMONT_GPU_BACKEND): a real machine that happens to have DEVCLOUD_URL set reads its GPU.
 
     Raises ConfigError when devcloud is wanted but its variables are missing.
     """
-    if backend == "devcloud" or (backend == "auto" and env.get("DEVCLOUD_URL")):
+    if backend == "devcloud":
         url, machine_id, token = devcloud_settings(env)
         fetch = devcloud_fetcher(url, machine_id, token)
         return DevcloudMonitor(fetch, poll_every_s=interval_s / DEVCLOUD_POLLS_PER_INTERVAL)

@@ -188,7 +188,7 @@ def main() -> None:
     args = parse_args()
     if not shutil.which("wrk"):
         subprocess.run(["bash", "-c", ". scripts/lib.sh && apt_install wrk"], cwd=ROOT, check=True)
-    env = {**os.environ, "DATABASE_URL": scratch_database_url(), "DEBUG": "false",
+    env = {**os.environ, "DATABASE_URL": scratch_database_url(), "DEBUG": "false", "SECURE_SSL_REDIRECT": "false",
            "SECRET_KEY": "bench-" + "x" * 50, "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "ERROR",
            "DJANGO_SETTINGS_MODULE": "dumont.settings"}
     with tempfile.TemporaryDirectory() as scratch:

@@ -216,6 +216,8 @@ class Cloud:
                 "DEVCLOUD_URL": self.url,
                 "DEVCLOUD_MACHINE_ID": str(machine_id),
                 "DEVCLOUD_MACHINE_TOKEN": token,
+                # The agent reads the simulated GPU only when told to (agent/gpu.py).
+                "DUMONT_GPU_BACKEND": "devcloud",
             },
         )
         for blob in key_blobs:

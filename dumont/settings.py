@@ -24,7 +24,8 @@ from dumont.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("DUMONT_VAR_DIR", str(BASE_DIR / "var")))
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: `make run` and `make test` set DEBUG=true.
+DEBUG = env_bool("DEBUG", False)
 
 
 def _local_secret(name: str, generate) -> str:
@@ -151,6 +152,14 @@ LOGOUT_REDIRECT_URL = "login"
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+# HTTPS only in production (agents included: DUMONT_AGENT_CONTROL_URL is https there). Behind a
+# TLS-terminating proxy, name the header it sets: SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 86400, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if env_str("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = (env_str("SECURE_PROXY_SSL_HEADER"), "https")
 
 # --- API --------------------------------------------------------------------------------------
 
@@ -214,7 +223,10 @@ CELERY_BEAT_SCHEDULE = {
     "snapshots-fail-stale": {"task": "snapshots.fail_stale", "schedule": 60.0},
     "hibernation-tick": {"task": "hibernation.tick", "schedule": env_seconds("DUMONT_HIBERNATION_TICK", 15)},
     "snapshots-expire": {"task": "snapshots.expire", "schedule": 3600.0},
+    "snapshots-grants": {"task": "snapshots.grants_maintain",
+                         "schedule": env_seconds("DUMONT_SNAPSHOT_GRANTS_INTERVAL", 300)},
     "agent-samples-purge": {"task": "agents.samples_purge", "schedule": 3600.0},
+    "idempotency-purge": {"task": "instances.idempotency_purge", "schedule": 3600.0},
 }
 
 # --- Providers --------------------------------------------------------------------------------
@@ -309,6 +321,21 @@ DUMONT_SNAPSHOT_S3_PREFIX = env_str("DUMONT_SNAPSHOT_S3_PREFIX", "workspaces/")
 DUMONT_SNAPSHOT_S3_REGION = env_str("DUMONT_SNAPSHOT_S3_REGION", "auto")
 DUMONT_SNAPSHOT_S3_ACCESS_KEY = env_secret("DUMONT_SNAPSHOT_S3_ACCESS_KEY") or ("dumont-local" if DEBUG else None)
 DUMONT_SNAPSHOT_S3_SECRET_KEY = env_secret("DUMONT_SNAPSHOT_S3_SECRET_KEY") or ("dumont-local" if DEBUG else None)
+# What a machine gets to reach its workspace in storage. "scoped": credentials of its own, issued
+# by the store's IAM API (SeaweedFS's embedded IAM, or AWS IAM) for that workspace's prefix only,
+# read and write, no delete but its own locks, revoked when the machine stops or goes and past
+# their lifetime. "shared": the keys above, whole bucket, for a local store that checks no keys
+# (the tests' SeaweedFS), and for a store without an IAM API (Cloudflare R2, until its temporary
+# credentials are issued here): `manage.py check --deploy` warns about it (dumont.W001).
+DUMONT_SNAPSHOT_CREDENTIALS = env_str("DUMONT_SNAPSHOT_CREDENTIALS", "shared" if DEBUG else "scoped")
+if DUMONT_SNAPSHOT_CREDENTIALS not in ("scoped", "shared"):
+    raise ImproperlyConfigured(f"DUMONT_SNAPSHOT_CREDENTIALS={DUMONT_SNAPSHOT_CREDENTIALS!r} must be scoped or shared")
+# The IAM API that issues scoped credentials (SeaweedFS serves it on its S3 port).
+DUMONT_SNAPSHOT_IAM_ENDPOINT = env_str("DUMONT_SNAPSHOT_IAM_ENDPOINT", DUMONT_SNAPSHOT_S3_ENDPOINT)
+# A machine's credentials live this long unless renewed; the beat renews those of live machines
+# and revokes the rest (DUMONT_SNAPSHOT_GRANTS_INTERVAL).
+DUMONT_SNAPSHOT_CREDENTIALS_TTL = env_seconds("DUMONT_SNAPSHOT_CREDENTIALS_TTL", 6 * 3600)
+DUMONT_SNAPSHOT_GRANTS_INTERVAL = env_seconds("DUMONT_SNAPSHOT_GRANTS_INTERVAL", 300)
 DUMONT_SNAPSHOT_PARALLEL = env_int("DUMONT_SNAPSHOT_PARALLEL", 32, minimum=1)
 DUMONT_SNAPSHOT_KEEP_LAST = env_int("DUMONT_SNAPSHOT_KEEP_LAST", 3, minimum=1)
 # A snapshot the agent has not finished within this long is failed (the agent died with it).

@@ -25,8 +25,10 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+demo_user=false
 if [ -z "${VAST_API_KEY:-}" ] && [ -z "${VAST_API_URL:-}" ]; then
   # No real vast.ai key: rent machines from the local emulator instead.
+  demo_user=true
   [ -f var/devcloud-key ] || .venv/bin/python -c 'import secrets; print(secrets.token_hex(16))' > var/devcloud-key
   export VAST_API_KEY="$(cat var/devcloud-key)"
   export VAST_API_URL="http://127.0.0.1:$devcloud_port"
@@ -44,18 +46,40 @@ if [ -z "${VAST_API_KEY:-}" ] && [ -z "${VAST_API_URL:-}" ]; then
 fi
 
 if ! port_open 127.0.0.1 8333; then
-  # Local object storage for workspace snapshots (Cloudflare R2 in production).
+  # Local object storage for workspace snapshots (Cloudflare R2 in production). It checks keys:
+  # the control plane holds the bucket's (generated into var/), each machine gets its own,
+  # scoped to its workspace, from SeaweedFS's IAM API (DUMONT_SNAPSHOT_CREDENTIALS=scoped).
   log "starting SeaweedFS (S3 on http://127.0.0.1:8333, data in var/seaweedfs)"
   mkdir -p var/seaweedfs
+  [ -f var/s3-secret ] || .venv/bin/python -c 'import secrets; print(secrets.token_hex(20))' > var/s3-secret
+  export DUMONT_SNAPSHOT_S3_ACCESS_KEY="${DUMONT_SNAPSHOT_S3_ACCESS_KEY:-dumont-control-plane}"
+  export DUMONT_SNAPSHOT_S3_SECRET_KEY="${DUMONT_SNAPSHOT_S3_SECRET_KEY:-$(cat var/s3-secret)}"
+  export DUMONT_SNAPSHOT_CREDENTIALS="${DUMONT_SNAPSHOT_CREDENTIALS:-scoped}"
+  .venv/bin/python - > var/seaweedfs/s3.json <<'JSON'
+import json, os
+print(json.dumps({"identities": [{"name": "control-plane", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                  "credentials": [{"accessKey": os.environ["DUMONT_SNAPSHOT_S3_ACCESS_KEY"],
+                                   "secretKey": os.environ["DUMONT_SNAPSHOT_S3_SECRET_KEY"]}]}]}))
+JSON
   .venv/bin/weed mini -dir="$PWD/var/seaweedfs" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-    -master.telemetry=false -bucket=dumont > var/log/seaweedfs.log 2>&1 &
+    -master.telemetry=false -bucket=dumont -s3.config="$PWD/var/seaweedfs/s3.json" -s3.iam.readOnly=false \
+    > var/log/seaweedfs.log 2>&1 &
   pids+=($!)
   wait_for_port 127.0.0.1 8333 60 SeaweedFS
+else
+  log "an S3 server already answers on 127.0.0.1:8333: using it with DUMONT_SNAPSHOT_S3_ACCESS_KEY/SECRET_KEY" \
+    "(machines get those bucket keys unless DUMONT_SNAPSHOT_CREDENTIALS=scoped and it serves IAM)"
 fi
 
 log "preparing the database"
 .venv/bin/python manage.py migrate --no-input -v 0
-.venv/bin/python manage.py demo_user
+if $demo_user; then
+  .venv/bin/python manage.py demo_user
+  login="demo / dumont-demo"
+else
+  # Real machines are rented on your account: no user with a known password.
+  login="a user of yours (create one: .venv/bin/python manage.py createsuperuser)"
+fi
 
 log "starting the Celery worker and beat (logs: var/log/worker.log, var/log/beat.log)"
 .venv/bin/celery -A dumont worker --concurrency 2 --loglevel INFO > var/log/worker.log 2>&1 &
@@ -71,7 +95,7 @@ wait_for_port 127.0.0.1 "$port" 30 "the web server"
 cat <<INFO
 
   Dumont is running:   http://127.0.0.1:$port/
-  log in as            demo / dumont-demo
+  log in as            $login
   admin                http://127.0.0.1:$port/admin/  (same login)
   API docs             http://127.0.0.1:$port/api/v1/docs/
   machines from        $VAST_API_URL

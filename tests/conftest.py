@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from tests.s3 import s3_server  # noqa: F401  (the session's S3 server, for every test package)
+from tests.s3 import s3_server, scoped_s3  # noqa: F401  (the session's S3 servers, for every test package)
 
 
 def pytest_configure(config):

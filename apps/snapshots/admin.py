@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from dumont.errors import DomainError
 
 from . import services
-from .models import Snapshot, Workspace
+from .models import Snapshot, StorageGrant, Workspace
 
 
 @admin.register(Snapshot)
@@ -47,3 +47,23 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(StorageGrant)
+class StorageGrantAdmin(admin.ModelAdmin):
+    """View-only: grants are issued at install and revoked by the services, at the store first."""
+
+    list_display = ["issued_at", "instance", "machine_id", "access_key", "expires_at", "revoked_at", "revoke_reason"]
+    list_filter = ["revoked_at"]
+    search_fields = ["access_key", "instance__id", "instance__label", "machine_id"]
+    list_select_related = ["instance"]
+    exclude = ["sealed_secret"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # deleting the row would leave its key alive at the store

@@ -6,4 +6,5 @@ class SnapshotsConfig(AppConfig):
     label = "snapshots"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401  (connects them, registers the agent hooks)
+        # Imported for what importing does: register the checks, connect receivers and agent hooks.
+        from . import checks, receivers  # noqa: F401

@@ -1,6 +1,7 @@
 """Workspace keys: 32 random bytes per workspace, stored sealed with the master key
 (DUMONT_SNAPSHOT_MASTER_KEY). A database leak alone exposes no snapshot; the associated data
-ties each sealed key to its instance, so a key copied onto another row does not open."""
+ties each sealed key to its instance, so a key copied onto another row does not open. Machines'
+storage secrets (grants.py) are sealed the same way, tied to their access key."""
 
 from __future__ import annotations
 
@@ -47,5 +48,24 @@ def open_key(instance_id, sealed: bytes) -> bytes:
         ) from None
 
 
+def seal_secret(access_key: str, secret: str) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + _master().encrypt(nonce, secret.encode(), _secret_aad(access_key))
+
+
+def open_secret(access_key: str, sealed: bytes) -> str:
+    sealed = bytes(sealed)
+    try:
+        return _master().decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _secret_aad(access_key)).decode()
+    except InvalidTag:
+        raise SnapshotsNotConfigured(
+            f"the storage secret of access key {access_key} does not open with DUMONT_SNAPSHOT_MASTER_KEY"
+        ) from None
+
+
 def _aad(instance_id) -> bytes:
     return f"dumont workspace key v1:{instance_id}".encode()
+
+
+def _secret_aad(access_key: str) -> bytes:
+    return f"dumont storage secret v1:{access_key}".encode()

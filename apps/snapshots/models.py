@@ -67,3 +67,29 @@ class Snapshot(models.Model):
     @property
     def verified(self) -> bool:
         return self.verified_at is not None
+
+
+class StorageGrant(models.Model):
+    """Credentials one machine holds for its workspace's prefix (DUMONT_SNAPSHOT_CREDENTIALS=scoped):
+    read and write there, delete only its own locks. The secret is sealed with the master key and
+    reaches the machine only in its agent's environment at install and in storage commands at
+    delivery. A grant lives until `expires_at` unless renewed (its machine still runs), and is
+    revoked at the store when the machine stops or goes (grants.py)."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="storage_grants")
+    machine_id = models.CharField(max_length=50, blank=True, help_text="The machine it was issued for.")
+    principal = models.CharField(max_length=64, help_text="The store's user for this workspace.")
+    access_key = models.CharField(max_length=128, unique=True)
+    sealed_secret = models.BinaryField(editable=False, help_text="AES-256-GCM with the master key; never shown.")
+    issued_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(help_text="Revoked then unless renewed.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoke_reason = models.TextField(blank=True)
+    revoke_error = models.TextField(blank=True, help_text="Why the store did not take the revocation (retried).")
+
+    class Meta:
+        ordering = ["-issued_at"]
+        indexes = [models.Index(fields=["instance", "revoked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.access_key} for {self.instance_id} ({'revoked' if self.revoked_at else 'live'})"

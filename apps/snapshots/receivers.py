@@ -1,5 +1,6 @@
-"""How snapshots hook into the agent layer (imported by SnapshotsConfig.ready()): a snapshot
-command's end is recorded, and storage settings reach the agent only at delivery and install."""
+"""How snapshots hook into the layers below (imported by SnapshotsConfig.ready()): a snapshot
+command's end is recorded, storage settings reach the agent only at delivery and install, and a
+machine's storage key is revoked when the machine stops or goes."""
 
 from __future__ import annotations
 
@@ -11,11 +12,17 @@ from django.dispatch import receiver
 from apps.agents import hooks
 from apps.agents.models import COMMAND_FINAL
 from apps.agents.signals import command_updated
+from apps.instances.models import InstanceStatus
+from apps.instances.signals import instance_transitioned
+from dumont.dispatch import enqueue
 
-from . import services, storage
+from . import grants, services
+from .credentials import CredentialsUnavailable
 from .keys import SnapshotsNotConfigured
 
 log = logging.getLogger(__name__)
+S = InstanceStatus
+MACHINE_GONE = frozenset({S.PAUSED, S.HIBERNATED, S.DESTROYED, S.FAILED})
 
 
 @receiver(command_updated, dispatch_uid="snapshots.record_the_snapshot")
@@ -26,12 +33,20 @@ def record_the_snapshot(*, command, **kwargs) -> None:
 
 def install_env(instance) -> dict[str, str]:
     """The agent's own settings for snapshotting the workspace when the control plane stays out
-    of reach (agent/protect.py). Snapshot commands bring the same settings with them."""
+    of reach (agent/protect.py), with its machine's storage keys. Storage commands bring the same
+    settings with them."""
     try:
-        return storage.repository_env(services.workspace_for(instance))
-    except SnapshotsNotConfigured as exc:
-        log.warning("instance %s: the agent gets no snapshot settings: %s", instance.id, exc.detail)
+        return services.machine_env(instance)
+    except (SnapshotsNotConfigured, CredentialsUnavailable) as exc:
+        log.warning("instance %s: the agent gets no snapshot settings: %s", instance.id, exc)
         return {"DUMONT_WORKSPACE": settings.DUMONT_WORKSPACE_PATH}
+
+
+@receiver(instance_transitioned, dispatch_uid="snapshots.revoke_when_the_machine_goes")
+def revoke_when_the_machine_goes(*, instance, to_status, **kwargs) -> None:
+    """A machine that stopped or went keeps no storage key (revoked at the store once this commits)."""
+    if to_status in MACHINE_GONE and grants.scoped():
+        enqueue("snapshots.grants_revoke", instance.pk, f"the instance is {to_status}")
 
 
 for kind in ("snapshot", "restore"):

@@ -20,7 +20,7 @@ from apps.instances.models import Instance, InstanceStatus
 from dumont.dispatch import enqueue
 from dumont.errors import Conflict, IllegalTransition
 
-from . import keys, selectors, storage
+from . import grants, keys, selectors, storage
 from .models import Snapshot, SnapshotStatus, SnapshotTrigger, Workspace
 from .signals import workspace_stored
 
@@ -70,12 +70,30 @@ def snapshot_request(*, instance: Instance, actor: str, trigger: str = SnapshotT
 
 
 def delivery_args(instance_id, kind: str, args: dict) -> dict:
-    """A snapshot command's arguments as sent to the agent: with the repository settings and the
-    workspace key added at delivery, so they are never stored in the command row."""
+    """A storage command's arguments as sent to the agent: with the repository settings and the
+    workspace key added at delivery, so they are never stored in the command row. The storage
+    keys are the machine's grant (scoped); without a live one the agent keeps those it was
+    installed with. Reads the database only: a heartbeat is being answered."""
     workspace = Workspace.objects.filter(instance_id=instance_id).first()
     if workspace is None:
         return args
-    return {**args, "repository": storage.repository_env(workspace)}
+    if not grants.scoped():
+        return {**args, "repository": storage.repository_env(workspace)}
+    grant = grants.grant_for_delivery(instance_id=instance_id)
+    if grant is None:
+        env = storage.repository_env(workspace, keys=("", ""))
+        return {**args, "repository": {k: v for k, v in env.items() if k not in storage.KEY_VARIABLES}}
+    return {**args, "repository": storage.repository_env(workspace, keys=grants.grant_keys(grant))}
+
+
+def machine_env(instance: Instance) -> dict[str, str]:
+    """The storage settings an agent is installed with: its machine's own grant, issued now
+    (scoped; the store is called: install task only), else the bucket's keys (shared)."""
+    workspace = workspace_for(instance)
+    if not grants.scoped():
+        return storage.repository_env(workspace)
+    grant = grants.grant_issue(instance=instance, workspace=workspace)
+    return storage.repository_env(workspace, keys=grants.grant_keys(grant))
 
 
 def command_finished(command: AgentCommand) -> None:

@@ -13,7 +13,7 @@ from django.conf import settings
 from agent.snapshot import StorageError
 from agent.snapshot.errors import RepositoryLocked
 
-from . import jobs, services
+from . import grants, jobs, services
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +67,14 @@ def snapshots_fail_stale() -> int:
 @shared_task(name="snapshots.expire")
 def snapshots_expire() -> int:
     return services.snapshots_expire()
+
+
+@shared_task(name="snapshots.grants_revoke")
+def grants_revoke(instance_id: str, reason: str) -> int:
+    """Revocations the store refuses now are retried by grants_maintain."""
+    return grants.grants_revoke_for(instance_id=instance_id, reason=reason)
+
+
+@shared_task(name="snapshots.grants_maintain")
+def grants_maintain() -> dict:
+    return grants.grants_maintain()

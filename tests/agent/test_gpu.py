@@ -216,6 +216,17 @@ def test_a_gpu_machine_whose_nvml_cannot_load_reports_the_failure_not_no_gpu(mon
     assert reading.error.startswith("NVML unavailable: nvidia-ml-py is not installed (")
 
 
+def test_auto_never_reads_a_simulated_gpu_because_devcloud_variables_are_set(monkeypatch):
+    """Only `--gpu-backend devcloud` (DUMONT_GPU_BACKEND) reads devcloud: a real machine that
+    happens to carry DEVCLOUD_URL reads its own GPU, and reports NVML's failure, never 0%."""
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    env = {"DEVCLOUD_URL": "http://127.0.0.1:9", "DEVCLOUD_MACHINE_ID": "1", "DEVCLOUD_MACHINE_TOKEN": "t"}
+
+    monitor = open_gpu_monitor("auto", env, 10, device_present=lambda: True)
+
+    assert monitor.name == "nvml" and monitor.read().error.startswith("NVML unavailable")
+
+
 def test_a_machine_without_gpu_or_nvml_says_no_gpu_found(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
 
@@ -232,7 +243,7 @@ def test_nvml_with_no_device_is_an_error():
 
 def test_the_devcloud_backend_needs_its_variables():
     with pytest.raises(ConfigError, match="DEVCLOUD_MACHINE_ID, DEVCLOUD_MACHINE_TOKEN"):
-        open_gpu_monitor("auto", {"DEVCLOUD_URL": "http://127.0.0.1:9"}, 10)
+        open_gpu_monitor("devcloud", {"DEVCLOUD_URL": "http://127.0.0.1:9"}, 10)
     with pytest.raises(ConfigError, match="DEVCLOUD_URL"):
         open_gpu_monitor("devcloud", {}, 10)
 

@@ -39,7 +39,7 @@ def machine_env(cloud, machine_id, **overrides) -> dict[str, str]:
 
 def test_reads_the_utilization_devcloud_simulates(devcloud_server, machine):
     devcloud_server.set_gpu(machine, 42)
-    monitor = open_gpu_monitor("auto", machine_env(devcloud_server, machine), interval_s=0.1)
+    monitor = open_gpu_monitor("devcloud", machine_env(devcloud_server, machine), interval_s=0.1)
     try:
         reading = wait_for(lambda: (r := monitor.read()).gpus and r, what="a devcloud reading")
     finally:

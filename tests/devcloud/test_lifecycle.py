@@ -69,6 +69,7 @@ def test_onstart_runs_with_the_create_env_and_devcloud_variables(vast, cloud):
     assert env["DEVCLOUD_MACHINE_ID"] == str(instance_id)
     assert env["DEVCLOUD_MACHINE_TOKEN"] == machine["token"]
     assert env["DEVCLOUD_URL"] == cloud.url
+    assert env["DUMONT_GPU_BACKEND"] == "devcloud"  # the agent reads the simulated GPU because it is told
     assert env["HOME"] == machine["disk"]
     assert wait_for(lambda: cloud.machine(instance_id)["pids"], what="onstart process")
 

@@ -75,14 +75,14 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
 
 
 def test_a_local_secret_key_is_generated_once_into_var(tmp_path):
-    assert _start_django({"DUMONT_VAR_DIR": str(tmp_path)}).returncode == 0
+    assert _start_django({"DEBUG": "true", "DUMONT_VAR_DIR": str(tmp_path)}).returncode == 0
     first = (tmp_path / "secret_key").read_text()
-    assert _start_django({"DUMONT_VAR_DIR": str(tmp_path)}).returncode == 0
+    assert _start_django({"DEBUG": "true", "DUMONT_VAR_DIR": str(tmp_path)}).returncode == 0
     assert (tmp_path / "secret_key").read_text() == first and len(first) >= 50
 
 
 def test_a_malformed_setting_stops_start_up_with_its_name(tmp_path):
-    result = _start_django({"DUMONT_VAR_DIR": str(tmp_path), "DUMONT_BOOT_TIMEOUT": "ten minutes"})
+    result = _start_django({"DEBUG": "true", "DUMONT_VAR_DIR": str(tmp_path), "DUMONT_BOOT_TIMEOUT": "ten minutes"})
     assert result.returncode != 0
     assert "DUMONT_BOOT_TIMEOUT='ten minutes' is not a number of seconds" in result.stderr
 
@@ -93,5 +93,52 @@ def test_idle_and_price_settings_are_checked_at_start_up(tmp_path):
         ({"DUMONT_IDLE_GPU_THRESHOLD": "five"}, "DUMONT_IDLE_GPU_THRESHOLD='five' is not a number of percent"),
         ({"DUMONT_STORAGE_PRICE_PER_GB_MONTH": "cheap"}, "DUMONT_STORAGE_PRICE_PER_GB_MONTH='cheap' is not a number"),
     ):
-        result = _start_django({"DUMONT_VAR_DIR": str(tmp_path), **env})
+        result = _start_django({"DEBUG": "true", "DUMONT_VAR_DIR": str(tmp_path), **env})
         assert result.returncode != 0 and message in result.stderr, result.stderr[-500:]
+
+
+def test_machines_get_scoped_storage_keys_in_production_and_never_the_buckets(tmp_path):
+    production = {"DEBUG": "false", "SECRET_KEY": "x" * 50, "DUMONT_VAR_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+                               "print(settings.DUMONT_SNAPSHOT_CREDENTIALS)"],
+        cwd=ROOT, env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "dumont.settings", **production},
+        capture_output=True, text=True,
+    )
+    assert result.stdout.strip() == "scoped", result.stderr[-500:]
+    shared = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **production, "DUMONT_SNAPSHOT_CREDENTIALS": "shared"},
+        capture_output=True, text=True,
+    )
+    assert "dumont.W001" in shared.stdout + shared.stderr  # an operator is told, loudly
+    unknown = _start_django({"DEBUG": "true", "DUMONT_VAR_DIR": str(tmp_path), "DUMONT_SNAPSHOT_CREDENTIALS": "open"})
+    assert unknown.returncode != 0 and "must be scoped or shared" in unknown.stderr
+
+
+
+def test_debug_is_off_unless_asked_for(tmp_path):
+    """Nothing set: production, which needs its secret; `make run` and `make test` say DEBUG=true."""
+    result = _start_django({"DUMONT_VAR_DIR": str(tmp_path)})
+    assert result.returncode != 0 and "SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off" in result.stderr
+    assert not (tmp_path / "secret_key").exists() and not (tmp_path / "snapshot_master_key").exists()
+
+
+# The production environment the README documents (section "Production"), with its secrets.
+PRODUCTION = {
+    "DEBUG": "false", "SECRET_KEY": "p" * 20 + "-Qz8w" * 8, "ALLOWED_HOSTS": "dumont.example.com",
+    "SECURE_HSTS_PRELOAD": "true", "DATABASE_URL": "postgres://dumont@db.example:5432/dumont",
+    "DUMONT_SNAPSHOT_S3_ENDPOINT": "https://store.example.com", "DUMONT_SNAPSHOT_S3_BUCKET": "dumont",
+    "DUMONT_SNAPSHOT_S3_ACCESS_KEY": "cp", "DUMONT_SNAPSHOT_S3_SECRET_KEY": "cp-secret",
+    "DUMONT_SNAPSHOT_MASTER_KEY": "7a" * 32, "VAST_API_KEY": "vast-key",
+}
+
+
+def test_the_documented_production_settings_pass_the_deploy_checks(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "DUMONT_VAR_DIR": str(tmp_path), **PRODUCTION},
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout

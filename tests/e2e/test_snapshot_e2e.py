@@ -26,13 +26,17 @@ MASTER_KEY = "5e" * 32
 
 
 @pytest.fixture
-def snapshot_settings(settings, s3_server):
+def snapshot_settings(settings, scoped_s3):
+    """Storage that checks keys: machines get scoped credentials of their own, as in production."""
     values = {
-        "DUMONT_SNAPSHOT_S3_ENDPOINT": s3_server,
+        "DUMONT_SNAPSHOT_CREDENTIALS": "scoped",
+        "DUMONT_SNAPSHOT_S3_ENDPOINT": scoped_s3.endpoint,
+        "DUMONT_SNAPSHOT_IAM_ENDPOINT": scoped_s3.endpoint,
+        "DUMONT_SNAPSHOT_S3_REGION": "us-east-1",
         "DUMONT_SNAPSHOT_S3_BUCKET": BUCKET,
         "DUMONT_SNAPSHOT_S3_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}/",
-        "DUMONT_SNAPSHOT_S3_ACCESS_KEY": "test",
-        "DUMONT_SNAPSHOT_S3_SECRET_KEY": "test-secret",
+        "DUMONT_SNAPSHOT_S3_ACCESS_KEY": scoped_s3.access_key,
+        "DUMONT_SNAPSHOT_S3_SECRET_KEY": scoped_s3.secret_key,
         "DUMONT_SNAPSHOT_MASTER_KEY": MASTER_KEY,
         "DUMONT_WORKSPACE_PATH": "~/workspace",
     }
@@ -60,7 +64,8 @@ def worker_env(live_server, snapshot_settings):
     return agent_worker_env(live_server, snapshot_settings)
 
 
-def test_snapshot_through_the_api_then_restore_on_the_machine(api, devcloud, celery_worker, live_server):
+def test_snapshot_through_the_api_then_restore_on_the_machine(api, devcloud, celery_worker, live_server,
+                                                              scoped_s3):
     instance_id = api.post("/api/v1/instances", {"label": "snap-e2e", "gpu_name": "RTX 4090"},
                            format="json").json()["id"]
 
@@ -72,6 +77,8 @@ def test_snapshot_through_the_api_then_restore_on_the_machine(api, devcloud, cel
 
     wait_for(agent_healthy, timeout=120, what="the agent's first heartbeat")
     disk = Path(devcloud.machine(Instance.objects.get(pk=instance_id).machine_id)["disk"])
+    agent_env = (disk / ".dumont" / "agent.env").read_text()
+    assert "DUMONT_S3_ACCESS_KEY=" in agent_env and scoped_s3.secret_key not in agent_env  # its own key only
     workspace = disk / "workspace"
     assert workspace.is_dir()  # the installer made the workspace
     workspace.rmdir()

@@ -1,5 +1,9 @@
-import pytest
+from datetime import timedelta
 
+import pytest
+from django.utils import timezone
+
+from apps.instances.idempotency import idempotency_records_purge
 from apps.instances.models import IdempotencyRecord, Instance, InstanceStatus
 
 S = InstanceStatus
@@ -146,6 +150,25 @@ def test_idempotency_keys_are_per_user(api, other_api):
     b = other_api.post("/api/v1/instances", CREATE, format="json", HTTP_IDEMPOTENCY_KEY="same")
     assert a.json()["id"] != b.json()["id"]
     assert IdempotencyRecord.objects.count() == 2
+
+
+def test_an_idempotency_key_is_free_again_once_its_record_expired(api, settings):
+    first = api.post("/api/v1/instances", CREATE, format="json", HTTP_IDEMPOTENCY_KEY="k-3").json()
+    expired = timezone.now() - timedelta(seconds=settings.DUMONT_IDEMPOTENCY_TTL + 1)
+    IdempotencyRecord.objects.update(created_at=expired)
+    again = api.post("/api/v1/instances", {**CREATE, "label": "next day"}, format="json",
+                     HTTP_IDEMPOTENCY_KEY="k-3")
+    assert again.status_code == 202 and "Idempotent-Replayed" not in again.headers
+    assert again.json()["id"] != first["id"] and IdempotencyRecord.objects.count() == 1
+
+
+def test_the_beat_purges_expired_idempotency_records_only(api, settings):
+    api.post("/api/v1/instances", CREATE, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    api.post("/api/v1/instances", CREATE, format="json", HTTP_IDEMPOTENCY_KEY="new")
+    IdempotencyRecord.objects.filter(key="old").update(
+        created_at=timezone.now() - timedelta(seconds=settings.DUMONT_IDEMPOTENCY_TTL + 1))
+    assert idempotency_records_purge() == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
 
 
 def test_create_without_idempotency_key_creates_each_time(api):
