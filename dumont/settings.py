@@ -205,6 +205,13 @@ SPECTACULAR_SETTINGS = {
 # --- Celery -----------------------------------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Shared by every web worker: login throttling counts there (apps/web/login.py).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                      "LOCATION": env_str("CACHE_URL", REDIS_URL), "KEY_PREFIX": "dumont"}}
+# Failed logins (API and page together) refused past these counts within the window, with 429.
+DUMONT_LOGIN_FAILURES_PER_ACCOUNT = env_int("DUMONT_LOGIN_FAILURES_PER_ACCOUNT", 10, minimum=1)
+DUMONT_LOGIN_FAILURES_PER_ADDRESS = env_int("DUMONT_LOGIN_FAILURES_PER_ADDRESS", 50, minimum=1)
+DUMONT_LOGIN_FAILURE_WINDOW = env_seconds("DUMONT_LOGIN_FAILURE_WINDOW", 15 * 60)
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

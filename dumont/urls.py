@@ -1,12 +1,11 @@
+"""The URL map: every app's URLs, included by module name (dumont imports no app)."""
+
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 api_v1 = [
-    path("auth/login", TokenObtainPairView.as_view(), name="auth-login"),
-    path("auth/refresh", TokenRefreshView.as_view(), name="auth-refresh"),
+    path("", include("apps.web.auth_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("apps.web.urls")),
@@ -17,8 +16,7 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("apps.web.login_urls")),
     path("api/v1/", include(api_v1)),
     path("", include("apps.web.page_urls")),
     path("", include("apps.snapshots.page_urls")),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
@@ -20,6 +22,8 @@ def pytest_configure(config):
         )
     # Real password hashing costs ~1 s a user; tests need users, not strong hashes.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The cache is Redis and outlives a run: each run counts (failed logins, say) from zero.
+    settings.CACHES["default"]["KEY_PREFIX"] = f"dumont-test-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
