@@ -78,6 +78,9 @@ def api_exception_handler(exc, context):
         return response
     code = _DRF_CODES.get(type(exc), getattr(exc, "default_code", "error"))
     detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    if isinstance(detail, dict):  # simplejwt's: {"detail": ..., "code": ..., "messages": [...]}
+        code = str(detail.get("code") or code)
+        detail = detail.get("detail", detail)
     response.data = {"error": code, "detail": str(detail)}
     return response
 

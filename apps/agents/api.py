@@ -26,6 +26,8 @@ def _error(status: int, code: str, detail: str) -> JsonResponse:
     response = JsonResponse({"error": code, "detail": detail}, status=status)
     if status == 401:
         response["WWW-Authenticate"] = SCHEME
+    if status == 405:
+        response["Allow"] = "POST"
     return response
 
 

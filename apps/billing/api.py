@@ -13,14 +13,18 @@ from . import selectors
 from .periods import DEFAULT_DAYS, MAX_DAYS, period_from_params
 from .serializers import SavingsReportSerializer, UsageMetricsSerializer
 
+# A date, or a date and a time (with an offset or Z), or nothing (the default); OpenAPI cannot say
+# that end comes after start.
+ISO_MOMENT = r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?)?$"
+
 PERIOD_PARAMETERS = [
     OpenApiParameter(
-        "start", OpenApiTypes.STR, required=False,
+        "start", OpenApiTypes.STR, required=False, pattern=ISO_MOMENT,
         description="ISO 8601 date or datetime, UTC unless it carries an offset (encode `+` as %2B). "
         f"Default: {DEFAULT_DAYS} days before the end.",
     ),
     OpenApiParameter(
-        "end", OpenApiTypes.STR, required=False,
+        "end", OpenApiTypes.STR, required=False, pattern=ISO_MOMENT,
         description="ISO 8601 date or datetime, excluded; a date includes that whole day. Default: now. "
         f"At most {MAX_DAYS} days after start.",
     ),

@@ -44,9 +44,8 @@ def period_from_params(params, *, now: datetime | None = None) -> Period:
 
 
 def _parse(raw: str | None, *, name: str, day_end: bool) -> datetime | None:
-    if raw is None or raw.strip() == "":
+    if raw is None or raw == "":
         return None
-    raw = raw.strip()
     try:
         day = parse_date(raw)  # first: a plain date also parses as a datetime at midnight
         if day is not None:

@@ -14,9 +14,9 @@ from .models import Instance, InstanceStatus
 def instance_list(*, user, status: str | None = None, include_destroyed: bool = True) -> QuerySet[Instance]:
     """The user's instances; destroyed ones can be left out unless asked for by status."""
     instances = Instance.objects.filter(user=user)
-    if not include_destroyed and not status:
+    if not include_destroyed and status is None:
         instances = instances.exclude(status=InstanceStatus.DESTROYED)
-    if status:
+    if status is not None:  # given, even empty: it must name a state
         if status not in InstanceStatus.values:
             raise InvalidInput(
                 f"unknown status {status!r}; one of: {', '.join(InstanceStatus.values)}",

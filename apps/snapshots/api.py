@@ -5,13 +5,12 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.instances.idempotency import idempotent
 from apps.instances.selectors import instance_get
-from dumont.api import ERRORS, IDEMPOTENCY_HEADER, actor_of
+from dumont.api import ERRORS, IDEMPOTENCY_HEADER, StrictLimitOffsetPagination, actor_of
 
 from . import selectors, services
 from .models import SnapshotStatus
@@ -19,7 +18,7 @@ from .serializers import SnapshotSerializer
 
 
 class SnapshotList(APIView):
-    pagination_class = LimitOffsetPagination
+    pagination_class = StrictLimitOffsetPagination
 
     @extend_schema(
         operation_id="snapshots_list",

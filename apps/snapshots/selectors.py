@@ -14,13 +14,13 @@ from .models import Snapshot, SnapshotStatus
 
 def snapshot_list(*, user, instance_id: str | None = None, status: str | None = None) -> QuerySet[Snapshot]:
     snapshots = Snapshot.objects.filter(instance__user=user).select_related("instance", "command")
-    if instance_id:
+    if instance_id is not None:  # given, even empty: it must be an instance id
         try:
             uuid.UUID(instance_id)
         except ValueError:
             raise InvalidInput(f"instance must be an instance id, got {instance_id!r}", code="bad_instance") from None
         snapshots = snapshots.filter(instance=instance_get(user=user, instance_id=instance_id))
-    if status:
+    if status is not None:
         if status not in SnapshotStatus.values:
             raise InvalidInput(f"unknown status {status!r}; one of: {', '.join(SnapshotStatus.values)}",
                                code="bad_status")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,7 +12,7 @@ from apps.hibernation import services as hibernation_services
 from apps.instances import selectors, services
 from apps.instances.idempotency import idempotent
 from apps.instances.models import InstanceStatus
-from dumont.api import ERRORS, IDEMPOTENCY_HEADER, ErrorSerializer, actor_of
+from dumont.api import ERRORS, IDEMPOTENCY_HEADER, ErrorSerializer, StrictLimitOffsetPagination, actor_of
 
 from .serializers import (
     IdlePolicySerializer,
@@ -24,7 +23,7 @@ from .serializers import (
 
 
 class InstanceListCreate(APIView):
-    pagination_class = LimitOffsetPagination
+    pagination_class = StrictLimitOffsetPagination
 
     @extend_schema(
         operation_id="instances_list",

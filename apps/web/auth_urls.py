@@ -2,11 +2,9 @@
 `auth-refresh` are the names in use."""
 
 from django.urls import path
-from rest_framework_simplejwt.views import TokenRefreshView
-
-from .login import ThrottledTokenObtainPairView
+from .login import ThrottledTokenObtainPairView, TokenRefresh
 
 urlpatterns = [
     path("auth/login", ThrottledTokenObtainPairView.as_view(), name="auth-login"),
-    path("auth/refresh", TokenRefreshView.as_view(), name="auth-refresh"),
+    path("auth/refresh", TokenRefresh.as_view(), name="auth-refresh"),
 ]

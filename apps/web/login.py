@@ -16,9 +16,12 @@ import time
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.core.cache import cache
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed, Throttled
-from rest_framework_simplejwt.views import TokenObtainPairView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from dumont.api import ErrorSerializer
 
 
 def _keys(username: str, address: str) -> list[tuple[str, int]]:
@@ -57,11 +60,39 @@ def _message(wait_s: int) -> str:
     return f"too many failed logins; try again in {wait_s} s"
 
 
+@extend_schema_field({"type": "string", "pattern": r"\S", "description": "blanks around it are ignored"})
+class TextField(serializers.CharField):
+    """Text with something in it besides blanks (DRF trims them), as the schema says."""
+
+
+class LoginRequestSerializer(serializers.Serializer):
+    """What POST /api/v1/auth/login reads (simplejwt's serializer, documented)."""
+
+    username = TextField()
+    password = TextField(style={"input_type": "password"})  # simplejwt trims it too
+
+
+class RefreshRequestSerializer(serializers.Serializer):
+    refresh = TextField()
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="Bearer token for the API, short-lived")
+    refresh = serializers.CharField(help_text="For POST /api/v1/auth/refresh")
+
+
+class AccessTokenSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="Bearer token for the API, short-lived")
+
+
 class ThrottledTokenObtainPairView(TokenObtainPairView):
     """POST /api/v1/auth/login: username and password for JWTs, refused with 429 once throttled."""
 
+    @extend_schema(operation_id="auth_login", request=LoginRequestSerializer, responses={
+        200: TokenPairSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 429: ErrorSerializer})
     def post(self, request, *args, **kwargs):
-        username, address = str(request.data.get("username") or ""), client_address(request)
+        data = request.data if isinstance(request.data, dict) else {}  # a JSON array is for the serializer to refuse
+        username, address = str(data.get("username") or ""), client_address(request)
         wait_s = refused_for(username, address)
         if wait_s is not None:
             raise Throttled(wait=wait_s, detail=_message(wait_s))
@@ -73,6 +104,15 @@ class ThrottledTokenObtainPairView(TokenObtainPairView):
         if response.status_code == status.HTTP_200_OK:
             record_success(username)
         return response
+
+
+class TokenRefresh(TokenRefreshView):
+    """POST /api/v1/auth/refresh: a refresh token for a new access token."""
+
+    @extend_schema(operation_id="auth_refresh", request=RefreshRequestSerializer, responses={
+        200: AccessTokenSerializer, 400: ErrorSerializer, 401: ErrorSerializer})
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
 
 
 class ThrottledLoginView(auth_views.LoginView):

@@ -19,6 +19,16 @@ from apps.races.selectors import instance_latest_race
 DEFAULT_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
 
 
+# 0.01 to 9999.9999, as a string: what the field below accepts, said so the schema tells clients.
+PRICE_PATTERN = r"^(0\.(0[1-9]\d{0,2}|[1-9]\d{0,3})|[1-9]\d{0,3}(\.\d{1,4})?)$"
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": PRICE_PATTERN,
+                      "description": "USD per hour, 0.01 to 9999.9999"})
+class PriceField(serializers.DecimalField):
+    pass
+
+
 class InstanceCreateSerializer(serializers.Serializer):
     label = serializers.CharField(max_length=100)
     image = serializers.CharField(max_length=300, default=DEFAULT_IMAGE)
@@ -27,9 +37,7 @@ class InstanceCreateSerializer(serializers.Serializer):
     gpu_name = serializers.CharField(max_length=50, required=False, default="")
     num_gpus = serializers.IntegerField(min_value=1, max_value=16, default=1)
     min_gpu_ram_gb = serializers.IntegerField(min_value=1, max_value=2048, required=False)
-    max_price_per_hour = serializers.DecimalField(
-        max_digits=8, decimal_places=4, min_value=Decimal("0.01"), required=False
-    )
+    max_price_per_hour = PriceField(max_digits=8, decimal_places=4, min_value=Decimal("0.01"), required=False)
     strategy = serializers.ChoiceField(
         choices=StartStrategy.choices, required=False,
         help_text="race: start several machines at once and keep the first ready (the default for "
