@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,18 +63,24 @@ def s3_server(tmp_path_factory):
         wait_for(_bucket_ready, timeout=60, interval=0.5, what="the running S3 server to create the test bucket")
         yield ENDPOINT
         return
-    data = tmp_path_factory.mktemp("seaweedfs")
+    with _weed_mini(tmp_path_factory.mktemp("seaweedfs"), [], what="SeaweedFS"):
+        yield ENDPOINT
+
+
+@contextmanager
+def _weed_mini(data: Path, flags: list[str], *, what: str, **storage):
+    """`weed mini` in `data` with `flags`, until its S3 API (reached with `storage`) answers."""
     with open(data / "weed.log", "wb") as log:
         process = subprocess.Popen(
-            [_weed(), "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}", "-master.telemetry=false"],
+            [_weed(), "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}", "-master.telemetry=false", *flags],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        wait_for(lambda: process.poll() is not None or _bucket_ready(), timeout=90, interval=0.5,
-                 what="SeaweedFS to answer S3 requests")
+        wait_for(lambda: process.poll() is not None or _bucket_ready(**storage), timeout=90, interval=0.5,
+                 what=f"{what} to answer S3 requests")
         if process.poll() is not None:
             pytest.fail(f"weed mini exited with {process.returncode}; see {data / 'weed.log'}")
-        yield ENDPOINT
+        yield
     finally:
         stop_server(process)
 
@@ -125,19 +132,8 @@ def scoped_s3(tmp_path_factory):
         "name": "admin", "credentials": [{"accessKey": server.access_key, "secretKey": server.secret_key}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }]}))
-    with open(data / "weed.log", "wb") as log:
-        process = subprocess.Popen(
-            [_weed(), "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}", "-master.telemetry=false",
-             *(f"-{flag}={port}" for flag, port in ports.items()), "-s3.port.iceberg=0", "-s3.port.lance=0",
-             f"-s3.config={data / 's3.json'}", "-s3.iam.readOnly=false"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        ready = dict(endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
-        wait_for(lambda: process.poll() is not None or _bucket_ready(**ready), timeout=90, interval=0.5,
-                 what="the key-checking SeaweedFS to answer S3 requests")
-        if process.poll() is not None:
-            pytest.fail(f"weed mini exited with {process.returncode}; see {data / 'weed.log'}")
+    flags = [*(f"-{flag}={port}" for flag, port in ports.items()), "-s3.port.iceberg=0", "-s3.port.lance=0",
+             f"-s3.config={data / 's3.json'}", "-s3.iam.readOnly=false"]
+    with _weed_mini(data, flags, what="the key-checking SeaweedFS", endpoint=server.endpoint,
+                    access_key=server.access_key, secret_key=server.secret_key):
         yield server
-    finally:
-        stop_server(process)
