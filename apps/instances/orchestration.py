@@ -27,12 +27,10 @@ from dumont.dispatch import send
 from dumont.errors import IllegalTransition
 
 from . import services
-from .models import Instance, InstanceStatus
+from .models import WATCHED, Instance, InstanceStatus
 
 log = logging.getLogger(__name__)
 S = InstanceStatus
-# A single start, a stop and a start wait on the provider with a deadline; the watch polls them.
-WATCHED_STATES = (S.BOOTING, S.WAKING, S.STOPPING)
 
 _keys_registered: set[tuple[str, str]] = set()
 
@@ -161,7 +159,7 @@ def _record_machine(provider: Provider, instance_id, machine_id: str) -> None:
 def watch(instance_id) -> float | None:
     """Poll the provider for an instance waiting on it; seconds until the next poll, or None."""
     instance = _load(instance_id)
-    if instance is None or instance.status not in WATCHED_STATES:
+    if instance is None or instance.status not in WATCHED:
         return None
     if instance.deadline_at is None or not instance.machine_id:
         # Nothing here waits on the provider: a race drives this instance (a wake restoring its
@@ -308,7 +306,7 @@ def requeue_stalled() -> Requeued:
         send("instances.destroy_machine", instance_id)
         report.destroys += 1
     stalled = Q(watched_at__lt=since) | Q(watched_at__isnull=True, status_changed_at__lt=since)
-    waiting = Instance.objects.filter(stalled, status__in=WATCHED_STATES, deadline_at__isnull=False).exclude(
+    waiting = Instance.objects.filter(stalled, status__in=WATCHED, deadline_at__isnull=False).exclude(
         machine_id="")
     for instance_id in waiting.values_list("pk", flat=True):
         send("instances.watch", instance_id)

@@ -10,7 +10,6 @@ delete run on the control plane with the bucket's keys).
 from __future__ import annotations
 
 import json
-import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,9 +20,8 @@ from django.conf import settings
 
 from agent.snapshot.repo import LOCKS
 
-log = logging.getLogger(__name__)
-
 POLICY_NAME = "workspace"
+_issuers: dict[tuple, IamIssuer] = {}
 
 
 class CredentialsUnavailable(Exception):
@@ -53,6 +51,16 @@ def workspace_policy(*, bucket: str, prefix: str) -> dict:
              "Resource": [f"arn:aws:s3:::{bucket}/{prefix}{LOCKS}*"]},
         ],
     }
+
+
+def issuer() -> IamIssuer:
+    """The issuer for the store configured now; its client is built once per configuration (a
+    boto3 client costs tens of milliseconds to make)."""
+    config = (settings.DUMONT_SNAPSHOT_IAM_ENDPOINT, settings.DUMONT_SNAPSHOT_S3_REGION,
+              settings.DUMONT_SNAPSHOT_S3_ACCESS_KEY, settings.DUMONT_SNAPSHOT_S3_SECRET_KEY)
+    if config not in _issuers:
+        _issuers[config] = IamIssuer()
+    return _issuers[config]
 
 
 class IamIssuer:

@@ -23,15 +23,16 @@ from django.utils import timezone
 
 from apps.instances.models import Instance, InstanceStatus
 
-from .credentials import CredentialsUnavailable, IamIssuer, principal_for
+from .credentials import CredentialsUnavailable, issuer, principal_for
 from .keys import open_secret, seal_secret
 from .models import StorageGrant, Workspace
 
 log = logging.getLogger(__name__)
 S = InstanceStatus
 
-# The instance has a machine whose agent may use its grant.
+# The instance has a machine whose agent may use its grant; or its machine stopped or went.
 MACHINE_UP = frozenset({S.RUNNING, S.HIBERNATING, S.WAKING})
+MACHINE_GONE = frozenset({S.PAUSED, S.HIBERNATED, S.DESTROYED, S.FAILED})
 
 
 def scoped() -> bool:
@@ -46,7 +47,7 @@ def grant_issue(*, instance: Instance, workspace: Workspace) -> StorageGrant:
     """A new key for the instance's machine; the instance's older grants are revoked (their
     agent was replaced: a reinstall kills it, another machine stopped first). Raises
     CredentialsUnavailable when the store refuses."""
-    issued = IamIssuer().issue(principal=principal_for(instance.id), prefix=workspace.prefix)
+    issued = issuer().issue(principal=principal_for(instance.id), prefix=workspace.prefix)
     grant = StorageGrant.objects.create(
         instance=instance, machine_id=instance.machine_id, principal=principal_for(instance.id),
         access_key=issued.access_key, sealed_secret=seal_secret(issued.access_key, issued.secret),
@@ -79,7 +80,7 @@ def grant_for_delivery(*, instance_id) -> StorageGrant | None:
 def grant_revoke(*, grant: StorageGrant, reason: str) -> bool:
     """Revoke at the store, then record it. False when the store refused (the beat retries)."""
     try:
-        IamIssuer().revoke(principal=grant.principal, access_key=grant.access_key)
+        issuer().revoke(principal=grant.principal, access_key=grant.access_key)
     except CredentialsUnavailable as exc:
         log.warning("storage key %s: %s", grant.access_key, exc)
         StorageGrant.objects.filter(pk=grant.pk).update(revoke_error=str(exc)[:2000])
@@ -96,7 +97,7 @@ def grants_revoke_for(*, instance_id, reason: str) -> int:
     instance = Instance.objects.filter(pk=instance_id).only("status").first()
     if instance is not None and instance.status == S.DESTROYED and not live_grants(instance_id=instance_id).exists():
         try:
-            IamIssuer().forget(principal=principal_for(instance_id))
+            issuer().forget(principal=principal_for(instance_id))
         except CredentialsUnavailable as exc:
             log.warning("instance %s: %s", instance_id, exc)
     return revoked

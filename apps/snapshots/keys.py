@@ -33,34 +33,33 @@ def _master() -> AESGCM:
 
 
 def new_sealed_key(instance_id) -> bytes:
-    nonce = os.urandom(NONCE_BYTES)
-    return nonce + _master().encrypt(nonce, os.urandom(KEY_BYTES), _aad(instance_id))
+    return _seal(os.urandom(KEY_BYTES), _aad(instance_id))
 
 
 def open_key(instance_id, sealed: bytes) -> bytes:
-    sealed = bytes(sealed)
-    try:
-        return _master().decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(instance_id))
-    except InvalidTag:
-        raise SnapshotsNotConfigured(
-            f"the workspace key of instance {instance_id} does not open with DUMONT_SNAPSHOT_MASTER_KEY "
-            "(was the master key changed?)"
-        ) from None
+    return _open(sealed, _aad(instance_id), f"the workspace key of instance {instance_id}",
+                 hint=" (was the master key changed?)")
 
 
 def seal_secret(access_key: str, secret: str) -> bytes:
-    nonce = os.urandom(NONCE_BYTES)
-    return nonce + _master().encrypt(nonce, secret.encode(), _secret_aad(access_key))
+    return _seal(secret.encode(), _secret_aad(access_key))
 
 
 def open_secret(access_key: str, sealed: bytes) -> str:
+    return _open(sealed, _secret_aad(access_key), f"the storage secret of access key {access_key}").decode()
+
+
+def _seal(plaintext: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + _master().encrypt(nonce, plaintext, aad)
+
+
+def _open(sealed: bytes, aad: bytes, what: str, *, hint: str = "") -> bytes:
     sealed = bytes(sealed)
     try:
-        return _master().decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _secret_aad(access_key)).decode()
+        return _master().decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
     except InvalidTag:
-        raise SnapshotsNotConfigured(
-            f"the storage secret of access key {access_key} does not open with DUMONT_SNAPSHOT_MASTER_KEY"
-        ) from None
+        raise SnapshotsNotConfigured(f"{what} does not open with DUMONT_SNAPSHOT_MASTER_KEY{hint}") from None
 
 
 def _aad(instance_id) -> bytes:

@@ -12,7 +12,6 @@ from django.dispatch import receiver
 from apps.agents import hooks
 from apps.agents.models import COMMAND_FINAL
 from apps.agents.signals import command_updated
-from apps.instances.models import InstanceStatus
 from apps.instances.signals import instance_transitioned
 from dumont.dispatch import enqueue
 
@@ -21,8 +20,6 @@ from .credentials import CredentialsUnavailable
 from .keys import SnapshotsNotConfigured
 
 log = logging.getLogger(__name__)
-S = InstanceStatus
-MACHINE_GONE = frozenset({S.PAUSED, S.HIBERNATED, S.DESTROYED, S.FAILED})
 
 
 @receiver(command_updated, dispatch_uid="snapshots.record_the_snapshot")
@@ -45,7 +42,7 @@ def install_env(instance) -> dict[str, str]:
 @receiver(instance_transitioned, dispatch_uid="snapshots.revoke_when_the_machine_goes")
 def revoke_when_the_machine_goes(*, instance, to_status, **kwargs) -> None:
     """A machine that stopped or went keeps no storage key (revoked at the store once this commits)."""
-    if to_status in MACHINE_GONE and grants.scoped():
+    if to_status in grants.MACHINE_GONE and grants.scoped():
         enqueue("snapshots.grants_revoke", instance.pk, f"the instance is {to_status}")
 
 
