@@ -23,6 +23,7 @@ faults below, drawn from a seeded generator. --offers sizes the catalog (default
 
 Admin API (account key), never subject to faults:
     GET  /_devcloud/machines               internals: dir, pids, ssh port, token, fault flags
+    GET  /_devcloud/destroyed              machines destroyed so far, with when (Unix time)
     GET  /_devcloud/machines/ID/gpu        also with `Authorization: Bearer <machine token>`
     PUT  /_devcloud/machines/ID/gpu        {"utilization": 37} or {"utilization": [37, 0]}
     GET|POST|DELETE /_devcloud/faults      read / merge / reset the knobs below

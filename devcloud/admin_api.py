@@ -17,6 +17,7 @@ from .http import App, BadRequest, Request, Response, error
 def install(app: App, cloud: Cloud, faults: Faults) -> None:
     admin = AdminApi(cloud, faults)
     app.route("GET", r"/_devcloud/machines", admin.machines, admin=True)
+    app.route("GET", r"/_devcloud/destroyed", admin.destroyed, admin=True)
     app.route("GET", r"/_devcloud/machines/(\d+)/gpu", admin.get_gpu, admin=True, alt_auth=admin.is_machine_token)
     app.route("PUT", r"/_devcloud/machines/(\d+)/gpu", admin.set_gpu, admin=True)
     app.route("GET", r"/_devcloud/faults", admin.get_faults, admin=True)
@@ -34,6 +35,9 @@ class AdminApi:
 
     def machines(self, request: Request) -> Response:
         return Response(200, {"machines": self.cloud.admin_machines()})
+
+    def destroyed(self, request: Request) -> Response:
+        return Response(200, {"destroyed": self.cloud.admin_destroyed()})
 
     def get_gpu(self, request: Request) -> Response:
         machine_id = int(request.params[0])

@@ -47,6 +47,7 @@ class Cloud:
         self._lock = threading.Lock()
         self._offers = {offer["id"]: offer for offer in catalog.generate_offers(seed, offer_count)}
         self._machines: dict[int, Machine] = {}
+        self._destroyed: list[dict] = []  # what tests check: which machine went, when
         self._account_keys: list[dict] = []
         self._id_file = os.path.join(self.state_dir, "next_instance_id")
         self._id_file_lock = threading.Lock()
@@ -149,6 +150,8 @@ class Cloud:
                 machine.destroyed = True
                 cancel = self._end_generation(machine)
                 del self._machines[machine_id]
+                self._destroyed.append({"id": machine_id, "label": machine.request.label,
+                                        "destroyed_at": time.time()})
             self._teardown(machine, cancel)
             shutil.rmtree(machine.dir, ignore_errors=True)
         self._release_offer(machine.offer["id"])
@@ -163,6 +166,11 @@ class Cloud:
         with self._lock:
             machines = sorted(self._machines.values(), key=lambda machine: machine.id)
             return [machine.admin_view(sorted(pids.get(machine.host.marker, []))) for machine in machines]
+
+    def admin_destroyed(self) -> list[dict]:
+        """Every machine destroyed since devcloud started, oldest first, with the Unix time."""
+        with self._lock:
+            return [dict(entry) for entry in self._destroyed]
 
     def gpu(self, machine_id: int) -> dict:
         machine = self._machine(machine_id)

@@ -87,6 +87,10 @@ class DevCloud:
     def machines(self) -> list[dict]:
         return self._ok("GET", "/_devcloud/machines")["machines"]
 
+    def destroyed(self) -> list[dict]:
+        """Machines destroyed so far: id, label, destroyed_at (Unix time)."""
+        return self._ok("GET", "/_devcloud/destroyed")["destroyed"]
+
     def machine(self, machine_id: int | str) -> dict | None:
         return next((m for m in self.machines() if m["id"] == int(machine_id)), None)
 

@@ -53,6 +53,13 @@ class Vast:
             what=f"instance {instance_id} {status}",
         )
 
+    def boots_done(self) -> None:
+        """Return once a machine created now has booted: every boot that began before it, with the
+        same delay, is over too. What to wait on before asserting that a boot did not happen."""
+        witness = self.create(onstart="exec sleep 1000", label="witness")
+        self.wait_status(witness, "running")
+        assert self.destroy(witness).status_code == 200
+
     def set_state(self, instance_id: int, state: str) -> requests.Response:
         return self.call("PUT", f"/api/v0/instances/{instance_id}/", json={"state": state})
 

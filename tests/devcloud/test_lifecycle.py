@@ -1,7 +1,6 @@
 """create -> null -> loading -> running with real SSH; stop, start and destroy on real processes."""
 
 import os
-import time
 from pathlib import Path
 
 import paramiko
@@ -121,7 +120,7 @@ def test_stop_during_loading_wins_over_the_boot(vast, cloud):
     instance_id = vast.create(onstart="exec sleep 1000")
     vast.wait_status(instance_id, "loading")
     vast.set_state(instance_id, "stopped")
-    time.sleep(0.6)
+    vast.boots_done()  # the boot the stop interrupted would have ended by now
     assert vast.instance(instance_id)["actual_status"] == "stopped"
     assert cloud.machine(instance_id)["pids"] == []
 
@@ -193,7 +192,7 @@ def test_create_on_unknown_or_rented_offer_is_no_such_ask(vast):
 
 def test_create_stopped_does_not_boot(vast, cloud):
     instance_id = vast.create(target_state="stopped", onstart="exec sleep 1000")
-    time.sleep(0.3)
+    vast.boots_done()
     instance = vast.instance(instance_id)
     assert instance["actual_status"] == "stopped" and instance["intended_status"] == "stopped"
     assert cloud.machine(instance_id)["pids"] == []
