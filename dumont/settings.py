@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from datetime import timedelta
@@ -225,17 +226,31 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 # Tasks by their names (each app's tasks.py), never by module path.
 DUMONT_RECONCILE_INTERVAL = env_seconds("DUMONT_RECONCILE_INTERVAL", 30)
+# How often the idle rule runs (apps/hibernation/tick.py).
+DUMONT_HIBERNATION_TICK = env_seconds("DUMONT_HIBERNATION_TICK", 15)
+
+
+def _every(task: str, seconds: float) -> dict:
+    """A periodic task that expires after one period unrun: after an outage the worker finds one
+    of each waiting, not a burst of copies running side by side. `expire_seconds` is how
+    django-celery-beat's scheduler reads it, `expires` how Celery's own does. At least 1 s: that
+    scheduler counts whole seconds, and below one it would send the task back to back."""
+    period = max(math.ceil(seconds), 1)
+    return {"task": task, "schedule": float(period), "options": {"expires": period, "expire_seconds": period}}
+
+
 CELERY_BEAT_SCHEDULE = {
-    "agents-mark-silent": {"task": "agents.mark_silent", "schedule": 15.0},
-    "machines-reconcile": {"task": "races.reconcile", "schedule": DUMONT_RECONCILE_INTERVAL},
-    "instances-requeue-stalled": {"task": "instances.requeue_stalled", "schedule": DUMONT_RECONCILE_INTERVAL},
-    "snapshots-fail-stale": {"task": "snapshots.fail_stale", "schedule": 60.0},
-    "hibernation-tick": {"task": "hibernation.tick", "schedule": env_seconds("DUMONT_HIBERNATION_TICK", 15)},
-    "snapshots-expire": {"task": "snapshots.expire", "schedule": 3600.0},
-    "snapshots-grants": {"task": "snapshots.grants_maintain",
-                         "schedule": env_seconds("DUMONT_SNAPSHOT_GRANTS_INTERVAL", 300)},
-    "agent-samples-purge": {"task": "agents.samples_purge", "schedule": 3600.0},
-    "idempotency-purge": {"task": "instances.idempotency_purge", "schedule": 3600.0},
+    "agents-mark-silent": _every("agents.mark_silent", 15.0),
+    "machines-reconcile": _every("races.reconcile", DUMONT_RECONCILE_INTERVAL),
+    "instances-requeue-stalled": _every("instances.requeue_stalled", DUMONT_RECONCILE_INTERVAL),
+    "agents-requeue-stalled": _every("agents.requeue_stalled", DUMONT_RECONCILE_INTERVAL),
+    "snapshots-requeue-stalled": _every("snapshots.requeue_stalled", DUMONT_RECONCILE_INTERVAL),
+    "snapshots-fail-stale": _every("snapshots.fail_stale", 60.0),
+    "hibernation-tick": _every("hibernation.tick", DUMONT_HIBERNATION_TICK),
+    "snapshots-expire": _every("snapshots.expire", 3600.0),
+    "snapshots-grants": _every("snapshots.grants_maintain", env_seconds("DUMONT_SNAPSHOT_GRANTS_INTERVAL", 300)),
+    "agent-samples-purge": _every("agents.samples_purge", 3600.0),
+    "idempotency-purge": _every("instances.idempotency_purge", 3600.0),
 }
 
 # --- Providers --------------------------------------------------------------------------------
@@ -307,7 +322,6 @@ if set(DUMONT_IDLE_SIGNALS) - {"ssh_input", "jupyter", "cpu"}:  # apps.instances
     raise ImproperlyConfigured(
         f"DUMONT_IDLE_SIGNALS={','.join(DUMONT_IDLE_SIGNALS)}: each must be one of ssh_input, jupyter, cpu"
     )
-# How often the idle rule runs: DUMONT_HIBERNATION_TICK (15 s), read in CELERY_BEAT_SCHEDULE.
 # Paused by hibernation this long, the machine is destroyed and only the snapshot kept.
 DUMONT_HIBERNATE_RELEASE_AFTER = env_seconds("DUMONT_HIBERNATE_RELEASE_AFTER", 30 * 60)
 # Waking a paused machine that is not up by then (its GPU was taken): race for a new one.

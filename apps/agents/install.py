@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import logging
 import shlex
+from dataclasses import dataclass
+from datetime import timedelta
 
 import paramiko
 from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 
 from apps.instances.models import Instance, InstanceStatus
 from apps.providers.ssh import HostKeyChanged, SshNotReady, ssh_exec, ssh_session
+from dumont.dispatch import send
+from dumont.locks import single_flight
 
 from . import services
 from .dist import AgentBuildError, agent_wheel, dependency_wheels
@@ -77,10 +83,27 @@ def agent_env(instance: Instance, token: str) -> str:
 
 
 def install(instance_id) -> None:
-    """Orchestration step: install and start the agent on a running instance."""
+    """Orchestration step: install and start the agent on a running instance. One install at a
+    time per instance (a retried one and one the beat sent again would trip over each other's
+    files on the machine); a second one while the first runs does nothing."""
+    with single_flight(f"agents.install.{instance_id}", ttl=settings.DUMONT_AGENT_INSTALL_TIMEOUT + 60) as mine:
+        if not mine:
+            log.info("instance %s: an agent install is already under way", instance_id)
+            return
+        _install(instance_id)
+
+
+def _install(instance_id) -> None:
     # Waking: a new machine for a hibernated workspace, whose agent restores the snapshot.
     instance = Instance.objects.filter(pk=instance_id, status__in=(InstanceStatus.RUNNING, InstanceStatus.WAKING)).first()
     if instance is None:
+        return
+    agent = Agent.objects.filter(pk=instance.pk).first()
+    if (agent is not None and agent.installed_at and agent.installed_at >= instance.status_changed_at
+            and agent.status in (AgentStatus.WAITING, AgentStatus.HEALTHY, AgentStatus.SILENT)):
+        # Installed on this machine already (a copy of this task ran first): another install
+        # would kill that agent, maybe in the middle of a restore.
+        log.info("instance %s: the agent is installed on this machine already", instance.id)
         return
     token = services.agent_install_begin(instance_id=instance.id)
     try:
@@ -148,3 +171,45 @@ def _log_tail(instance: Instance) -> str:
             return out.strip()
     except Exception as exc:  # a diagnosis must never hide the failure it explains
         return f"(could not read the agent log: {exc})"
+
+
+# --- work lost with a worker ---------------------------------------------------------------------
+
+
+@dataclass
+class Requeued:
+    installs: int = 0
+    hello_checks: int = 0
+
+
+def requeue_stalled() -> Requeued:
+    """Periodic (beat): agent work that died with its worker, or was never sent (the broker was
+    down when the machine came up), is sent again.
+
+    A machine that should have an agent (a running instance, or a wake restoring its snapshot
+    onto a race's winner) but has none installed, or whose install outlived
+    DUMONT_AGENT_INSTALL_TIMEOUT, gets its install again (safe to repeat: one install runs at a
+    time, and one that finds the agent installed on this machine does nothing). An agent waiting for its first heartbeat past
+    DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT gets the check that fails it, with its log.
+    """
+    report = Requeued()
+    if not settings.DUMONT_AGENT_ENABLED:
+        return report
+    now = timezone.now()
+    grace = timedelta(seconds=settings.DUMONT_RECONCILE_GRACE)
+    S = InstanceStatus
+    wants_agent = Q(status=S.RUNNING) | Q(status=S.WAKING, deadline_at__isnull=True)
+    machines = Instance.objects.filter(wants_agent).exclude(machine_id="").exclude(ssh_host="")
+    never = Q(agent__isnull=True) | Q(agent__status=AgentStatus.NOT_INSTALLED)
+    stuck = Q(agent__status=AgentStatus.INSTALLING,
+              agent__install_started_at__lt=now - grace - timedelta(seconds=settings.DUMONT_AGENT_INSTALL_TIMEOUT))
+    lost = (never & Q(status_changed_at__lt=now - grace)) | stuck
+    for instance_id in machines.filter(lost).values_list("pk", flat=True):
+        send("agents.install", instance_id)
+        report.installs += 1
+    silent_since = now - grace - timedelta(seconds=settings.DUMONT_AGENT_FIRST_HEARTBEAT_TIMEOUT)
+    for instance_id in Agent.objects.filter(status=AgentStatus.WAITING, installed_at__lt=silent_since).values_list(
+            "pk", flat=True):
+        send("agents.expect_heartbeat", instance_id)
+        report.hello_checks += 1
+    return report

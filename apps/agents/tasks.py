@@ -20,6 +20,11 @@ def expect_heartbeat(self, instance_id: str) -> None:
     run_step(self, installer.expect_heartbeat, instance_id)
 
 
+@shared_task(name="agents.requeue_stalled")
+def requeue_stalled() -> dict:
+    return vars(installer.requeue_stalled())
+
+
 @shared_task(name="agents.mark_silent")
 def mark_silent() -> int:
     return services.agents_mark_silent()

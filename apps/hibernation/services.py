@@ -71,6 +71,9 @@ def hibernate_confirm(*, instance_id) -> None:
     try:
         snapshot_services.snapshot_request(instance=instance, actor=ACTOR, trigger=SnapshotTrigger.HIBERNATE)
     except DomainError as exc:
+        if exc.code == "snapshot_under_way":
+            log.info("instance %s: the confirming snapshot is already asked for", instance_id)
+            return
         hibernate_abort(instance_id=instance_id, reason=f"the confirming snapshot could not be asked for: {exc.detail}")
 
 

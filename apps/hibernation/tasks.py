@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from apps.instances.steps import STEP_TASK, run_step
+from dumont.locks import single_flight
 
 from . import orchestration, tick
 
 
 @shared_task(name="hibernation.tick")
 def hibernation_tick() -> dict:
-    return {name: [str(pk) for pk in pks] for name, pks in vars(tick.tick()).items()}
+    """One tick at a time: two side by side would both see the first snapshot verified, and the
+    second, finding the confirming snapshot already asked for, would call the hibernation off.
+    The lock outlives a worker killed during a tick by two periods at most."""
+    with single_flight("hibernation.tick", ttl=max(2 * settings.DUMONT_HIBERNATION_TICK, 5)) as mine:
+        if not mine:
+            return {"skipped": "another tick is running"}
+        return {name: [str(pk) for pk in pks] for name, pks in vars(tick.tick()).items()}
 
 
 @shared_task(name="hibernation.release_machine", **STEP_TASK)

@@ -269,10 +269,16 @@ def destroy_machine(instance_id) -> None:
     )
 
 
-def give_up(instance_id, *, step: str, error: ProviderError) -> None:
-    """A step kept failing with transient errors past its retries: show why instead of hanging."""
+def give_up(instance_id, *, step: str, error: ProviderError, unless_moved_since=None) -> None:
+    """A step kept failing with transient errors past its retries: show why instead of hanging.
+    Unless the instance changed state since the step began (`unless_moved_since`): another task
+    did the work meanwhile (a stop the beat sent again, say), and this step's error is moot."""
     instance = _load(instance_id)
     if instance is None or instance.status in (S.DESTROYED, S.FAILED):
+        return
+    if unless_moved_since is not None and instance.status_changed_at > unless_moved_since:
+        log.info("instance %s: %s failed (%s) but the instance is %s now; nothing to fail", instance.pk, step,
+                 error, instance.status)
         return
     services.instance_fail(
         instance_id=instance.id, reason=f"{step} failed after retries: {error}"
@@ -294,9 +300,11 @@ def requeue_stalled() -> Requeued:
     A destroy lost with its worker would leave the machine owned by a destroying instance
     forever; the step is idempotent, so it is simply sent again. A single start, a stop or a
     start polls the provider with delayed tasks, which die with their worker: an instance waiting
-    on its machine that nobody polled for the grace period is watched again (polling is
-    idempotent; a second poller, if the first lives, is harmless). A provision is not re-sent:
-    two could rent twice.
+    on its machine that nobody polled for the grace period gets its step again. For a stop or a
+    start that is the provider call itself (the worker may have died before making it; asking a
+    stopped machine to stop is harmless), which then hands over to a watch; for a boot, the watch
+    (polling is idempotent; a second poller, if the first lives, is harmless). A provision is not
+    re-sent: two could rent twice.
     """
     report = Requeued()
     since = timezone.now() - timedelta(seconds=settings.DUMONT_RECONCILE_GRACE)
@@ -308,7 +316,11 @@ def requeue_stalled() -> Requeued:
     stalled = Q(watched_at__lt=since) | Q(watched_at__isnull=True, status_changed_at__lt=since)
     waiting = Instance.objects.filter(stalled, status__in=WATCHED, deadline_at__isnull=False).exclude(
         machine_id="")
-    for instance_id in waiting.values_list("pk", flat=True):
-        send("instances.watch", instance_id)
+    for instance_id, status in waiting.values_list("pk", "status"):
+        send(STALLED_STEP[status], instance_id)
         report.watches += 1
     return report
+
+
+STALLED_STEP = {S.BOOTING: "instances.watch", S.STOPPING: "instances.stop_machine",
+                S.WAKING: "instances.start_machine"}

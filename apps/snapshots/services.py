@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.agents.models import AgentCommand, AgentStatus
 from apps.agents.services import agent_command_create
 from apps.instances.models import Instance, InstanceStatus
-from dumont.dispatch import enqueue
+from dumont.dispatch import enqueue, send
 from dumont.errors import Conflict, IllegalTransition
 
 from . import grants, keys, selectors, storage
@@ -208,6 +208,20 @@ def snapshots_fail_stale() -> int:
     stale = Snapshot.objects.filter(status=St.PENDING, created_at__lt=limit)
     return stale.update(status=St.FAILED, finished_at=timezone.now(),
                         error=f"no result from the agent within {settings.DUMONT_SNAPSHOT_TIMEOUT:g} s")
+
+
+def snapshots_requeue_unverified() -> int:
+    """Snapshots the agent reported done whose storage check never ran (its task died with its
+    worker, or the broker was down when the result came in) get it sent again: a hibernation
+    waits on that check before it stops the machine."""
+    limit = timezone.now() - timedelta(seconds=settings.DUMONT_RECONCILE_GRACE)
+    unchecked = Snapshot.objects.filter(status=St.SUCCEEDED, verified_at__isnull=True, verify_error="",
+                                        finished_at__lt=limit)
+    count = 0
+    for snapshot_id in unchecked.values_list("pk", flat=True):
+        send("snapshots.verify", snapshot_id)
+        count += 1
+    return count
 
 
 def _int(value) -> int | None:

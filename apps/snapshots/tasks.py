@@ -1,7 +1,8 @@
 """Celery tasks for snapshots: thin wrappers around jobs.py and services.py, sent by name through
 dumont.dispatch.
 
-Storage errors (S3 down, throttled) retry with backoff; the checks are safe to repeat."""
+Storage errors (S3 down, throttled) retry with backoff, and so does the database out of reach;
+the checks are safe to repeat."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.conf import settings
 
 from agent.snapshot import StorageError
 from agent.snapshot.errors import RepositoryLocked
+from apps.instances.steps import DATABASE_DOWN, retry_while_database_down
 
 from . import grants, jobs, services
 
@@ -25,6 +27,8 @@ def _with_retries(task, job, snapshot_id: str) -> None:
         job(snapshot_id)
     except StorageError as exc:
         _retry_storage(task, f"snapshot {snapshot_id}: {job.__name__}", exc)
+    except DATABASE_DOWN as exc:
+        retry_while_database_down(task, f"snapshot {snapshot_id}: {job.__name__}", exc)
 
 
 def _retry_storage(task, what: str, exc: StorageError) -> None:
@@ -57,11 +61,18 @@ def workspace_gc(self, instance_id: str) -> None:
         raise self.retry(countdown=settings.DUMONT_SNAPSHOT_GC_RETRY, exc=exc, max_retries=20) from None
     except StorageError as exc:
         _retry_storage(self, f"instance {instance_id}: gc", exc)
+    except DATABASE_DOWN as exc:
+        retry_while_database_down(self, f"instance {instance_id}: gc", exc)
 
 
 @shared_task(name="snapshots.fail_stale")
 def snapshots_fail_stale() -> int:
     return services.snapshots_fail_stale()
+
+
+@shared_task(name="snapshots.requeue_stalled")
+def snapshots_requeue_stalled() -> int:
+    return services.snapshots_requeue_unverified()
 
 
 @shared_task(name="snapshots.expire")

@@ -6,6 +6,7 @@ from apps.agents import install as agent_install
 from apps.agents.models import Agent, AgentStatus
 from apps.instances import services
 from apps.instances.models import Instance, InstanceStatus
+from dumont.locks import single_flight
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,10 +36,11 @@ def test_an_agent_that_never_reports_fails_with_its_log_tail(running, tasks, set
     assert "unreachable" in agent.error  # the agent's own log line, read over SSH
 
 
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
 def test_a_changed_host_key_is_refused(running):
-    Instance.objects.filter(pk=running.pk).update(
-        ssh_host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-    )
+    Instance.objects.filter(pk=running.pk).update(ssh_host_key=HOST_KEY)
     agent_install.install(running.id)
     agent = Agent.objects.get(pk=running.pk)
     assert agent.status == AgentStatus.FAILED
@@ -56,3 +58,23 @@ def test_install_skips_instances_that_are_not_running(user, db):
     instance = Instance.objects.create(user=user, label="x", image="i", status=InstanceStatus.PAUSED)
     agent_install.install(instance.id)
     assert not Agent.objects.filter(pk=instance.pk).exists()
+
+
+def test_a_second_copy_of_the_install_leaves_the_installed_agent_alone(user, db):
+    """The beat sent the install again while the first one's retry was waiting: the agent it
+    installed must not be killed (it may be restoring the workspace)."""
+    instance = Instance.objects.create(user=user, label="x", image="i", status=InstanceStatus.RUNNING,
+                                       machine_id="7", ssh_host="127.0.0.1", ssh_port=9)
+    Agent.objects.create(instance=instance, status=AgentStatus.HEALTHY, installed_at=instance.status_changed_at)
+    agent_install.install(instance.id)  # port 9: an install attempt would fail at connect
+    assert Agent.objects.get(pk=instance.pk).status == AgentStatus.HEALTHY
+
+
+def test_one_install_at_a_time_per_instance(user, db):
+    instance = Instance.objects.create(user=user, label="x", image="i", status=InstanceStatus.RUNNING,
+                                       machine_id="7", ssh_host="127.0.0.1", ssh_port=9, ssh_host_key=HOST_KEY)
+    with single_flight(f"agents.install.{instance.id}", ttl=60):  # the first install, still running
+        agent_install.install(instance.id)
+    assert not Agent.objects.filter(pk=instance.pk).exists()
+    agent_install.install(instance.id)  # once it is done, an install runs (and fails at connect here)
+    assert Agent.objects.get(pk=instance.pk).status == AgentStatus.FAILED

@@ -1,5 +1,6 @@
 """Work lost with a worker is sent again (instances.requeue_stalled, on the beat): a destroy
-stuck in destroying, a single start, stop or start nobody polls. A wake that restores its
+stuck in destroying, a single start, stop or start nobody polls (a stop or start gets its
+provider call again: the worker may have died before making it). A wake that restores its
 snapshot onto a race's winner waits on its agent, not on the provider, and is left alone."""
 
 from __future__ import annotations
@@ -58,7 +59,20 @@ def test_a_single_start_whose_watch_died_with_its_worker_is_watched_again(user, 
     Instance.objects.filter(pk=instance.pk).update(watched_at=None,
                                                    status_changed_at=timezone.now() - timedelta(seconds=5))
     report = requeue_stalled()
-    assert report.watches == 1 and tasks.names() == ["instances.watch"]
+    assert report.watches == 1 and tasks.names() == ["instances.stop_machine"]
+    assert tasks.drain() == ["instances.stop_machine", "instances.watch"]
+    assert Instance.objects.get(pk=instance.pk).status == S.PAUSED
+
+
+def test_a_stop_whose_worker_died_before_the_provider_call_is_made_again(user, quick, tasks):
+    instance = start_single(user)
+    tasks.drain()
+    services.instance_pause(instance=Instance.objects.get(pk=instance.pk), actor="user:alice")
+    tasks.sent.clear()  # instances.stop_machine died with its worker: the machine still runs
+    assert quick.machine(Instance.objects.get(pk=instance.pk).machine_id)["actual_status"] == "running"
+    Instance.objects.filter(pk=instance.pk).update(status_changed_at=timezone.now() - timedelta(seconds=5))
+
+    assert requeue_stalled().watches == 1 and tasks.names() == ["instances.stop_machine"]
     tasks.drain()
     assert Instance.objects.get(pk=instance.pk).status == S.PAUSED
 
@@ -74,7 +88,7 @@ def test_a_wake_restoring_onto_a_race_winner_is_never_watched_into_running(user,
                                        deadline_at=timezone.now() + timedelta(minutes=5))
     Instance.objects.filter(pk=starting.pk).update(status_changed_at=long_ago)
 
-    assert requeue_stalled().watches == 1 and tasks.names() == ["instances.watch"]
-    assert tasks.sent[0][1] == (str(starting.pk),)  # the paused machine being started is watched
+    assert requeue_stalled().watches == 1 and tasks.names() == ["instances.start_machine"]
+    assert tasks.sent[0][1] == (str(starting.pk),)  # the paused machine is started (again) and watched
     assert orchestration.watch(restoring.pk) is None
     assert Instance.objects.get(pk=restoring.pk).status == S.WAKING
