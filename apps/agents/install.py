@@ -99,10 +99,10 @@ def _install(instance_id) -> None:
     if instance is None:
         return
     agent = Agent.objects.filter(pk=instance.pk).first()
-    if (agent is not None and agent.installed_at and agent.installed_at >= instance.status_changed_at
-            and agent.status in (AgentStatus.WAITING, AgentStatus.HEALTHY, AgentStatus.SILENT)):
-        # Installed on this machine already (a copy of this task ran first): another install
-        # would kill that agent, maybe in the middle of a restore.
+    if agent is not None and _runs_on_this_machine(agent, instance):
+        # Installed on this machine already (a copy of this task ran first, or this one is a
+        # retry of an install that did start the agent): another install would kill that agent,
+        # maybe in the middle of a restore.
         log.info("instance %s: the agent is installed on this machine already", instance.id)
         return
     token = services.agent_install_begin(instance_id=instance.id)
@@ -113,6 +113,16 @@ def _install(instance_id) -> None:
         services.agent_install_failed(instance_id=instance.id, reason=str(exc))
         return
     services.agent_install_started(instance_id=instance.id)
+
+
+def _runs_on_this_machine(agent: Agent, instance: Instance) -> bool:
+    """The agent was started, or has reported, since this machine arrived."""
+    arrived = instance.status_changed_at
+    if agent.status == AgentStatus.WAITING:
+        return bool(agent.installed_at and agent.installed_at >= arrived)
+    if agent.status in (AgentStatus.HEALTHY, AgentStatus.SILENT):
+        return any(at and at >= arrived for at in (agent.installed_at, agent.last_heartbeat_at))
+    return False
 
 
 def _install_over_ssh(instance: Instance, token: str) -> None:

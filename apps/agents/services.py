@@ -21,6 +21,7 @@ from dumont.dispatch import enqueue
 from dumont.errors import InvalidInput
 
 from .models import Agent, AgentCommand, AgentSample, AgentStatus
+from .models import CommandStatus as C
 
 
 def token_digest(token: str) -> str:
@@ -60,7 +61,9 @@ def agent_command_create(*, instance: Instance, kind: str, args: dict | None = N
 
 
 def agent_install_begin(*, instance_id) -> str:
-    """Mark the install started and hand out a fresh token for it (given to the machine over SSH)."""
+    """Mark the install started and hand out a fresh token for it (given to the machine over SSH).
+    Commands the agent it replaces had taken but not finished go back to pending: the new agent
+    runs them (else a restore cut short by the reinstall would stay `running` forever)."""
     with transaction.atomic():
         instance = Instance.objects.select_for_update().get(pk=instance_id)
         token = agent_token_issue(instance=instance)
@@ -68,6 +71,8 @@ def agent_install_begin(*, instance_id) -> str:
             status=AgentStatus.INSTALLING, error="", install_started_at=timezone.now(),
             installed_at=None,
         )
+        AgentCommand.objects.filter(instance=instance, status__in=[C.ACKNOWLEDGED, C.RUNNING]).update(
+            status=C.PENDING)
     return token
 
 

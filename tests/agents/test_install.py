@@ -3,7 +3,8 @@
 import pytest
 
 from apps.agents import install as agent_install
-from apps.agents.models import Agent, AgentStatus
+from apps.agents import services as agent_services
+from apps.agents.models import Agent, AgentCommand, AgentStatus
 from apps.instances import services
 from apps.instances.models import Instance, InstanceStatus
 from dumont.locks import single_flight
@@ -78,3 +79,23 @@ def test_one_install_at_a_time_per_instance(user, db):
     assert not Agent.objects.filter(pk=instance.pk).exists()
     agent_install.install(instance.id)  # once it is done, an install runs (and fails at connect here)
     assert Agent.objects.get(pk=instance.pk).status == AgentStatus.FAILED
+
+
+def test_an_agent_reporting_from_this_machine_is_not_reinstalled(user, db):
+    """A retried install whose first run did start the agent (its success could not be recorded:
+    the database was down) finds that agent heartbeating and leaves it be."""
+    instance = Instance.objects.create(user=user, label="x", image="i", status=InstanceStatus.WAKING,
+                                       machine_id="7", ssh_host="127.0.0.1", ssh_port=9, ssh_host_key=HOST_KEY)
+    Agent.objects.create(instance=instance, status=AgentStatus.HEALTHY, installed_at=None,
+                         last_heartbeat_at=instance.status_changed_at)
+    agent_install.install(instance.id)  # port 9: an install attempt would fail at connect
+    assert Agent.objects.get(pk=instance.pk).status == AgentStatus.HEALTHY
+
+
+def test_a_reinstall_hands_the_commands_its_predecessor_left_unfinished_to_the_new_agent(user, db):
+    instance = Instance.objects.create(user=user, label="x", image="i", status=InstanceStatus.WAKING, machine_id="7")
+    running = AgentCommand.objects.create(instance=instance, kind="restore", status="running", actor="t")
+    done = AgentCommand.objects.create(instance=instance, kind="snapshot", status="succeeded", actor="t")
+    agent_services.agent_install_begin(instance_id=instance.pk)
+    assert AgentCommand.objects.get(pk=running.pk).status == "pending"  # delivered again
+    assert AgentCommand.objects.get(pk=done.pk).status == "succeeded"
