@@ -81,11 +81,31 @@ else
   login="a user of yours (create one: .venv/bin/python manage.py createsuperuser)"
 fi
 
+# Started again whenever it exits, as systemd's Restart=always does in production: a Celery
+# worker exits when it loses Redis (kombu's Redis transport), and must come back on its own.
+supervise() {
+  local name=$1 logfile=$2
+  shift 2
+  (
+    child=""
+    trap '[ -n "$child" ] && kill "$child" 2>/dev/null; wait; exit 0' INT TERM
+    while :; do
+      "$@" >> "$logfile" 2>&1 &
+      child=$!
+      status=0
+      wait "$child" || status=$?
+      echo "$name exited (status $status); starting it again in 1 s" >> "$logfile"
+      sleep 1
+    done
+  ) &
+  pids+=($!)
+}
+
 log "starting the Celery worker and beat (logs: var/log/worker.log, var/log/beat.log)"
-.venv/bin/celery -A dumont worker --concurrency 2 --loglevel INFO > var/log/worker.log 2>&1 &
-pids+=($!)
-.venv/bin/celery -A dumont beat --loglevel INFO --schedule var/celerybeat-schedule > var/log/beat.log 2>&1 &
-pids+=($!)
+: > var/log/worker.log
+: > var/log/beat.log
+supervise worker var/log/worker.log .venv/bin/celery -A dumont worker --concurrency 2 --loglevel INFO
+supervise beat var/log/beat.log .venv/bin/celery -A dumont beat --loglevel INFO --schedule var/celerybeat-schedule
 
 log "starting the web server"
 .venv/bin/python manage.py runserver "127.0.0.1:$port" --noreload > var/log/web.log 2>&1 &
