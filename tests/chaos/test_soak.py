@@ -67,11 +67,18 @@ class Faults(threading.Thread):
 
 
 class Workspace:
-    """One instance and every version of its files the soak wrote, with when."""
+    """One instance, every version of its files the soak wrote, with when, and every verified
+    snapshot seen (retention deletes old ones later: they still protected a machine then)."""
 
     def __init__(self, instance_id: str):
         self.id = instance_id
         self.versions: list[dict] = []  # {"machine", "started", "finished", "lines"}
+        self.verified: dict[str, tuple[float, float]] = {}  # snapshot id -> (created, verified)
+
+    def note_snapshots(self) -> None:
+        for snapshot in Snapshot.objects.filter(instance_id=self.id, status="succeeded", verified_at__isnull=False,
+                                                verify_error=""):
+            self.verified[str(snapshot.id)] = (snapshot.created_at.timestamp(), snapshot.verified_at.timestamp())
 
     def write(self, chaos: Chaos, instance: Instance) -> bool:
         """A new version of the files, written with the GPU busy so that no hibernation starts
@@ -120,6 +127,7 @@ def test_soak(chaos: Chaos, tmp_path):
     faults.start()
     while time.monotonic() < started + SOAK_SECONDS:
         for workspace in workspaces:
+            workspace.note_snapshots()
             instance = Instance.objects.select_related("agent").get(pk=workspace.id)
             if instance.status == "hibernated":
                 _api(chaos, "POST", f"/api/v1/instances/{workspace.id}/wake")
@@ -173,14 +181,15 @@ def _settle_and_count(chaos: Chaos, workspaces: list[Workspace], tmp_path) -> di
     destroyed = {str(entry["id"]): entry["destroyed_at"] for entry in chaos.devcloud.destroyed()}
     unsafe, checked, wrong, overlapping = 0, 0, 0, 0
     for workspace in workspaces:
+        workspace.note_snapshots()
         snapshots = list(Snapshot.objects.filter(instance_id=workspace.id, status="succeeded",
                                                  verified_at__isnull=False, verify_error=""))
         for machine in {v["machine"] for v in workspace.versions}:
             if machine not in destroyed:
                 continue
             last_write = max(v["finished"] for v in workspace.versions if v["machine"] == machine)
-            if not any(s.created_at.timestamp() > last_write and s.verified_at.timestamp() < destroyed[machine]
-                       for s in snapshots):
+            if not any(created > last_write and verified < destroyed[machine]
+                       for created, verified in workspace.verified.values()):
                 unsafe += 1
         repo = storage.repository(Instance.objects.get(pk=workspace.id).workspace)
         for snapshot in snapshots:
