@@ -196,6 +196,7 @@ class Stack:
         self.env["SITE_URL"] = self.env["DUMONT_AGENT_CONTROL_URL"] = self.url
         self.web: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []  # every one started: stop() ends them all
         self.worker_starts = 0
         self.crashes = 0
         self._lock = threading.Lock()
@@ -212,14 +213,18 @@ class Stack:
         return self
 
     def start_worker(self, *, wait: bool = True) -> None:
+        """Start the worker unless it runs (the supervisor may have been quicker)."""
         with self._lock:
             self._worker_down = False
+            if self._stopping.is_set() or (self.worker is not None and self.worker.poll() is None):
+                return
             self.worker_starts += 1
             log = self.logs / f"worker-{self.worker_starts}.log"
             self.worker = self._spawn(
                 [sys.executable, "-m", "celery", "-A", "dumont", "worker", "--beat",  # beat as make run's
                  "--pool", "threads", "--concurrency", "6", "--loglevel", "INFO",
                  "--without-heartbeat", "--without-gossip", "--without-mingle"], log)
+            self.workers.append(self.worker)
             worker = self.worker
         deadline = time.monotonic() + 60
         while wait and "ready." not in _tail(log, 100_000):
@@ -228,10 +233,11 @@ class Stack:
             time.sleep(0.1)
 
     def kill_worker(self) -> None:
-        """SIGKILL: the worker and its beat die with whatever they were doing."""
+        """SIGKILL to its process group: the worker and its beat (a child process) die with
+        whatever they were doing, as when their machine or container goes."""
         with self._lock:
             self._worker_down = True
-            self.worker.send_signal(signal.SIGKILL)
+            _signal_group(self.worker, signal.SIGKILL)
             self.worker.wait()
 
     def _supervise(self) -> None:
@@ -244,18 +250,27 @@ class Stack:
 
     def stop(self) -> None:
         self._stopping.set()
-        for process in (self.worker, self.web):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        with self._lock:  # no start from the supervisor after this
+            processes = [*self.workers, self.web]
+        for process in processes:
+            if process is None:
+                continue
+            _signal_group(process, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(process, signal.SIGKILL)  # what is left of its group: an orphaned beat, say
+            process.wait()
 
     def _spawn(self, argv: list[str], log: Path) -> subprocess.Popen:
+        """In a process group of its own, so that a kill takes its children too."""
         return subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **self.env}, stdout=open(log, "a"),
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
-    def worker_log(self) -> str:
-        return "\n".join(_tail(self.logs / f"worker-{n}.log", 6000) for n in range(1, self.worker_starts + 1))
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
